@@ -1,0 +1,5 @@
+import sys
+
+from clearapi.cli import main
+
+sys.exit(main())

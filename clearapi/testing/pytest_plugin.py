@@ -1,0 +1,1 @@
+"""pytest fixtures for clearapi and its users' tests (emulator fixtures are added here)."""

@@ -1,0 +1,1 @@
+pytest_plugins = ["clearapi.testing.pytest_plugin"]
