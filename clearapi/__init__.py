@@ -4,6 +4,8 @@ Everything public is re-exported here; internal modules are free to move.
 """
 
 from clearapi._version import __version__
+from clearapi.datasets import DatasetReader, ReadStats, read_examples, to_openai_chat
+from clearapi.engine import Engine
 from clearapi.errors import (
     AuthError,
     BadRequest,
@@ -35,8 +37,11 @@ from clearapi.records import (
     TopLogprob,
     Usage,
 )
+from clearapi.report import write_report
+from clearapi.writers import AtomicJsonlWriter, write_json_atomic, write_jsonl_atomic
 
 __all__ = [
+    "AtomicJsonlWriter",
     "AuthError",
     "BadRequest",
     "BudgetExceeded",
@@ -47,7 +52,9 @@ __all__ = [
     "Choice",
     "ClearAPIError",
     "ConfigError",
+    "DatasetReader",
     "Decision",
+    "Engine",
     "Example",
     "FatalError",
     "InputError",
@@ -55,6 +62,7 @@ __all__ = [
     "Profile",
     "QuotaExhausted",
     "RateLimited",
+    "ReadStats",
     "Reject",
     "RowCounts",
     "RunStats",
@@ -67,4 +75,9 @@ __all__ = [
     "__version__",
     "list_profiles",
     "load_profile",
+    "read_examples",
+    "to_openai_chat",
+    "write_json_atomic",
+    "write_jsonl_atomic",
+    "write_report",
 ]

@@ -8,6 +8,7 @@ wheel (`clearapi/_providers`) or dropped in a folder named by `CLEARAPI_PROVIDER
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import tomllib
 from datetime import date
@@ -19,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from clearapi.errors import ConfigError
 from clearapi.records import Capabilities
 
-__all__ = ["Limits", "Price", "Profile", "list_profiles", "load_profile", "profile_dirs"]
+__all__ = ["Limits", "ModelRule", "Price", "Profile", "list_profiles", "load_profile", "profile_dirs"]
 
 Protocol = Literal["openai_chat", "anthropic_messages", "local_llama"]
+TokenParam = Literal["max_tokens", "max_completion_tokens"]
 
 
 class Limits(BaseModel):
@@ -42,6 +44,27 @@ class Price(BaseModel):
     batch_discount: float = Field(default=0.0, ge=0, le=1, description="0.5 = batch costs half")
 
 
+class ModelRule(BaseModel):
+    """What differs for the models whose names match a glob (``[models."o*"]`` in TOML).
+
+    Unset fields leave the profile's value alone. Several rules may match one model; they
+    apply from the shortest pattern to the longest, so ``"gpt-5-chat*"`` can undo part of
+    ``"gpt-5*"``. This keeps model knowledge (reasoning models refuse logprobs and
+    temperature, want ``max_completion_tokens``) in data rather than in adapter if/else.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens_param: TokenParam | None = None
+    sampling_params: bool | None = Field(default=None, description="accepts temperature/top_p")
+    logprobs: bool | None = None
+    max_top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    n: bool | None = None
+    seed: bool | None = None
+    score_given_text: bool | None = None
+    note: str = ""
+
+
 class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,14 +79,52 @@ class Profile(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
     prices_checked: date | None = Field(default=None, description="when the prices were read")
     checked_live: bool = Field(default=False, description="whether we ran against the real service")
+    key_optional: bool = Field(default=False, description="a key is sent when set but not required")
+    max_tokens_param: TokenParam = "max_tokens"
+    sampling_params: bool = Field(default=True, description="accepts temperature/top_p")
+    models: dict[str, ModelRule] = Field(default_factory=dict, description="per-model-glob overrides")
+    sources: list[str] = Field(default_factory=list, description="where the numbers were read")
+
+    def rules_for(self, model: str | None) -> list[ModelRule]:
+        """The model rules matching `model`, least specific first."""
+        model = model or self.default_model
+        hits = [k for k in self.models if fnmatch.fnmatchcase(model, k)]
+        return [self.models[k] for k in sorted(hits, key=len)]
+
+    def setting_for(self, model: str | None, name: str) -> object:
+        """A profile-level setting (``max_tokens_param``, ``sampling_params``) after model rules."""
+        value: object = getattr(self, name)
+        for rule in self.rules_for(model):
+            override = getattr(rule, name)
+            if override is not None:
+                value = override
+        return value
+
+    def capabilities_for(self, model: str | None) -> Capabilities:
+        """The profile's capabilities with the matching model rules applied."""
+        caps = self.capabilities.model_copy()
+        for rule in self.rules_for(model):
+            for field in ("logprobs", "max_top_logprobs", "n", "seed", "score_given_text"):
+                override = getattr(rule, field)
+                if override is not None:
+                    setattr(caps, field, override)
+        if not caps.logprobs:
+            caps.max_top_logprobs = 0
+        if not caps.n:
+            caps.max_n = 1
+        return caps
 
     def price_for(self, model: str | None) -> Price | None:
-        """Exact model name first, then the longest price key the model name starts with."""
+        """Exact model name first, then the longest price key the model name starts with,
+        then the longest glob key that matches (``"*"`` prices every model of a self-hosted server)."""
         model = model or self.default_model
         if model in self.prices:
             return self.prices[model]
         best = max((k for k in self.prices if model.startswith(k)), key=len, default=None)
-        return self.prices[best] if best else None
+        if best:
+            return self.prices[best]
+        globbed = max((k for k in self.prices if fnmatch.fnmatchcase(model, k)), key=len, default=None)
+        return self.prices[globbed] if globbed else None
 
 
 def profile_dirs() -> list[Path]:

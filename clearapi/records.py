@@ -72,6 +72,10 @@ class Example(_Strict):
     weight: int | None = None
     source_format: str = "openai_chat"
     raw: dict[str, Any] = Field(default_factory=dict)
+    consumed_keys: list[str] = Field(
+        default_factory=list,
+        description="keys of `raw` the input format turned into `messages`; writers carry over the rest "
+                    "(empty: the format's usual keys)")
 
     @model_validator(mode="after")
     def _ends_with_assistant(self) -> Example:
@@ -269,6 +273,8 @@ class RunStats(BaseModel):
     retries: dict[str, int] = Field(default_factory=dict, description="retries by reason")
     rate_limited: int = Field(default=0, description="429 answers received")
     failures: int = Field(default=0, description="calls that failed after all retries")
+    batches: int = Field(default=0, description="provider batch jobs submitted (batch mode)")
+    batch_requests: int = Field(default=0, description="requests answered through batch jobs (in `requests`)")
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0

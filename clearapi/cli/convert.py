@@ -1,17 +1,59 @@
-"""`clearapi convert`: not built yet."""
+"""`clearapi convert INPUT --target T -o OUT`: write a service's fine-tuning file(s)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
 from typing import Any
+
+from clearapi.finetune.convert import convert
+from clearapi.finetune.targets import TARGETS
+from clearapi.finetune.validate import format_report, validate_file
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("convert", help="(not built yet)")
+    p = sub.add_parser(
+        "convert",
+        help="convert a dataset or a curate OUTDIR into a fine-tuning target format",
+        description="INPUT is a dataset file (JSONL/CSV in any shape clearapi reads) or a curate OUTDIR "
+                    "(its scores.jsonl decides: kept rows as they were, corrected rows with the correction, "
+                    "dropped rows left out; *-dpo targets emit one preference pair per accepted correction). "
+                    "The output is validated against the target's rules afterwards.",
+    )
+    p.add_argument("input", metavar="INPUT", type=Path, help="dataset file or curate output folder")
+    p.add_argument("--target", "-t", choices=list(TARGETS), required=True, help="output format")
+    p.add_argument("-o", "--output", metavar="OUT", type=Path, required=True, help="output JSONL file")
+    p.add_argument("--validation-split", type=float, default=None, metavar="F",
+                   help="put a fraction F of rows (stratified by action, seeded) in a validation file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    p.add_argument("--validation-output", type=Path, default=None, metavar="FILE",
+                   help="validation file path (default: OUT with .validation before .jsonl)")
+    p.add_argument("--source", type=Path, default=None, metavar="FILE",
+                   help="with an OUTDIR: the curated input file, if summary.json's path moved")
+    p.add_argument("--model", default=None, help="model for the post-conversion validation")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when the written file would be rejected by the service")
+    p.add_argument("--prompt-column", default=None)
+    p.add_argument("--response-column", default=None)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("clearapi convert: not built yet", file=sys.stderr)
-    return 2
+    if args.validation_split is not None and not 0 < args.validation_split < 1:
+        from clearapi.errors import ConfigError
+
+        raise ConfigError("--validation-split must be between 0 and 1 (exclusive)")
+    result = convert(args.input, args.output, args.target, validation_split=args.validation_split,
+                     seed=args.seed, validation_output=args.validation_output, source=args.source,
+                     prompt_column=args.prompt_column, response_column=args.response_column)
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items())) or "none"
+    print(f"{result.rows} rows: {result.written} written to {result.output}"
+          + (f", {result.validation} to {result.validation_output}" if result.validation_output else "")
+          + f"; skipped {skipped}; {result.rejected} rejected"
+          + (f" (see {result.rejects_output})" if result.rejects_output else ""))
+    rejected = False
+    for path in [result.output] + ([result.validation_output] if result.validation_output else []):
+        report = validate_file(path, args.target, model=args.model, validation_set=path != result.output)
+        print(format_report(report, max_findings=20))
+        rejected = rejected or not report.ok
+    return 1 if (rejected and args.strict) else 0

@@ -1,17 +1,105 @@
-"""`clearapi curate`: not built yet."""
+"""`clearapi curate INPUT -o OUTDIR --provider NAME`: score, filter and correct a dataset."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from pathlib import Path
 from typing import Any
+
+from clearapi.clear.policy import DEFAULT_CORRECT_THRESHOLD, DEFAULT_ETA, DEFAULT_THRESHOLD
+from clearapi.records import Summary
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """Options shared by `curate` and `score`: provider, limits, cache, sampling, input columns."""
+    p.add_argument("input", metavar="INPUT", type=Path, help="dataset file (JSONL, JSONL.gz, CSV)")
+    p.add_argument("-o", "--output", "--out", dest="out_dir", metavar="OUTDIR", type=Path, required=True,
+                   help="folder for the outputs (created if missing)")
+    p.add_argument("--provider", default="local", help="provider profile (default: local, the embedded model)")
+    p.add_argument("--model", default=None, help="model name (default: the profile's)")
+    p.add_argument("--model-path", default=None, metavar="GGUF", help="local provider: a GGUF model file")
+    p.add_argument("--base-url", default=None, metavar="URL", help="override the profile's API base URL")
+    p.add_argument("--rpm", type=float, default=None, metavar="N", help="requests per minute cap")
+    p.add_argument("--tpm", type=float, default=None, metavar="N", help="tokens per minute cap")
+    p.add_argument("--max-concurrency", type=int, default=None, metavar="N", help="calls in flight at most")
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--cache", default=None, metavar="PATH",
+                       help="response cache file (default: $CLEARAPI_CACHE or ~/.cache/clearapi/cache.sqlite)")
+    cache.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
+    p.add_argument("--samples", type=int, default=4, metavar="K",
+                   help="sampled answers per row for observed consistency (default 4; 0 turns it off)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default 0)")
+    p.add_argument("--max-cost", type=float, default=None, metavar="USD", help="stop before spending more")
+    p.add_argument("--prompt-column", default=None, help="CSV: column holding the prompt")
+    p.add_argument("--response-column", default=None, help="CSV: column holding the response")
+    p.add_argument("--dry-run", action="store_true", help="make no call; print planned calls, tokens and cost")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: on a terminal)")
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("curate", help="(not built yet)")
+    p = sub.add_parser(
+        "curate",
+        help="score every row with CLEAR, drop or correct the untrustworthy ones",
+        description="Writes curated.jsonl, scores.jsonl, rejects.jsonl, summary.json and report.html to OUTDIR. "
+                    "Every input row ends up in exactly one of curated (kept or corrected), dropped (listed in "
+                    "scores.jsonl with the reason) or rejects.jsonl.",
+    )
+    add_common(p)
+    p.add_argument("--action", choices=["filter", "correct", "both"], default="both",
+                   help="filter: drop rows below the threshold; correct: replace them when the model's answer "
+                        "is confidently better, else keep; both (default): correct, else drop")
+    cut = p.add_mutually_exclusive_group()
+    cut.add_argument("--threshold", type=float, default=None, metavar="T",
+                     help=f"drop/correct rows with confidence below T (default {DEFAULT_THRESHOLD})")
+    cut.add_argument("--filter-fraction", type=float, default=None, metavar="F",
+                     help="drop/correct the lowest fraction F of rows instead (the CLEAR paper: 0.5)")
+    p.add_argument("--correct-threshold", type=float, default=DEFAULT_CORRECT_THRESHOLD, metavar="G",
+                   help=f"confidence the model's own answer needs to replace a response (default "
+                        f"{DEFAULT_CORRECT_THRESHOLD})")
+    p.add_argument("--eta", type=float, default=DEFAULT_ETA, metavar="E",
+                   help=f"pairwise-judgement confidence needed, in both orders (default {DEFAULT_ETA})")
+    p.add_argument("--target", default="openai", help="curated.jsonl format (default openai chat)")
     p.set_defaults(run=run)
 
 
+def common_options(args: argparse.Namespace) -> dict[str, Any]:
+    cache: str | bool = False if args.no_cache else (args.cache if args.cache is not None else True)
+    return dict(provider=args.provider, model=args.model, model_path=args.model_path, base_url=args.base_url,
+                rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, cache=cache,
+                samples=args.samples, seed=args.seed, max_cost=args.max_cost, prompt_column=args.prompt_column,
+                response_column=args.response_column, progress=args.progress)
+
+
+def describe(summary: Summary) -> str:
+    c = summary.counts
+    per_row = summary.settings.get("per_row", {})
+    e = summary.engine
+    cost = f"${e.cost_usd:.4f}" if e.cost_known else "cost unknown"
+    lines = [
+        f"{c.rows} rows: {c.kept} kept, {c.corrected} corrected, {c.dropped} dropped, {c.rejected} rejected "
+        f"(threshold {summary.threshold:.3f})" if summary.threshold is not None else f"{c.rows} rows",
+        f"{e.requests} API calls ({e.cache_hits} from cache), {e.prompt_tokens + e.completion_tokens} tokens, "
+        f"{cost}; per row: {per_row.get('calls', 0)} calls, {per_row.get('tokens', 0)} tokens",
+        f"outputs in {summary.output_dir}: " + ", ".join(summary.outputs.values()),
+    ]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
-    print("clearapi curate: not built yet", file=sys.stderr)
-    return 2
+    from clearapi.clear.curation import curate, estimate
+
+    options = common_options(args)
+    options.update(action=args.action, threshold=args.threshold, filter_fraction=args.filter_fraction,
+                   correct_threshold=args.correct_threshold, eta=args.eta, target=args.target)
+    if args.dry_run:
+        print(estimate(args.input, **options).describe())
+        return 0
+    summary = asyncio.run(curate(args.input, args.out_dir, **options))
+    print(describe(summary))
+    if not summary.completed:
+        print(f"clearapi: stopped: {summary.stopped_reason}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,17 +1,49 @@
-"""`clearapi score`: not built yet."""
+"""`clearapi score INPUT -o OUTDIR`: CLEAR confidence for every row, no filtering or correction.
+
+Writes scores.jsonl (one `Score` per readable row, no action) and rejects.jsonl.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import asyncio
+from pathlib import Path
 from typing import Any
+
+from clearapi.cli.curate import add_common, common_options
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("score", help="(not built yet)")
+    p = sub.add_parser("score", help="write CLEAR confidence scores only (no filtering or correction)",
+                       description="Writes scores.jsonl and rejects.jsonl to OUTDIR.")
+    add_common(p)
     p.set_defaults(run=run)
 
 
+async def _score(input: Path, out_dir: Path, options: dict[str, Any]) -> tuple[int, int]:
+    from clearapi.clear.curation import score
+    from clearapi.records import Reject
+    from clearapi.writers import AtomicJsonlWriter
+
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+    with AtomicJsonlWriter(out_dir / "scores.jsonl") as scores, \
+            AtomicJsonlWriter(out_dir / "rejects.jsonl") as rejects:
+
+        def on_reject(r: Reject) -> None:
+            rejects.write(r)
+
+        async for row in score(input, on_reject=on_reject, **options):
+            scores.write(row)
+        return scores.lines, rejects.lines
+
+
 def run(args: argparse.Namespace) -> int:
-    print("clearapi score: not built yet", file=sys.stderr)
-    return 2
+    options = common_options(args)
+    if args.dry_run:
+        from clearapi.clear.curation import estimate
+
+        print(estimate(args.input, **options).describe())
+        return 0
+    scored, rejected = asyncio.run(_score(args.input, args.out_dir, options))
+    print(f"{scored} rows scored, {rejected} rejected; see {args.out_dir / 'scores.jsonl'}")
+    return 0

@@ -1,0 +1,12 @@
+"""The provider-agnostic async machinery every call goes through: `Engine`.
+
+`engine.py` fans calls out and accounts for them, `limits.py` paces them under RPM/TPM
+limits, `retry.py` decides what is retried and when, `cache.py` makes runs resumable,
+`budget.py` keeps ``--max-cost``, `progress.py` draws the bar.
+"""
+
+from clearapi.engine.cache import ResponseCache, cache_key, default_cache_path
+from clearapi.engine.engine import Engine
+from clearapi.engine.progress import RowsProgress
+
+__all__ = ["Engine", "ResponseCache", "RowsProgress", "cache_key", "default_cache_path"]

@@ -1,0 +1,126 @@
+"""Anthropic Message Batches as a `clearapi.engine.batch.BatchSubmitter`.
+
+``messages.batches.create(requests=[{custom_id, params}])``, ``retrieve`` until
+``processing_status == "ended"``, then ``results()``: a JSONL stream of ``succeeded`` /
+``errored`` / ``canceled`` / ``expired`` results, in no particular order (joined by
+custom_id). Each request's ``params`` are built by `AnthropicMessagesAdapter`'s own request
+builder and each succeeded message is read by its own mapping, so a batch answer equals the
+online one. The adapter sends temperature/top_p as extra body fields (anthropic 2.x's
+``create()`` has no keywords for them); inside a batch request they are plain params.
+
+Only single-sample generate requests are batched: the Messages API has no ``n`` and no
+logprobs, so anything else is served online, where the adapter handles (or refuses) it.
+
+Limits: 100,000 requests or 256 MB per batch, whichever comes first
+(docs.anthropic.com/en/docs/build-with-claude/batch-processing, checked 2026-11-25).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+import anthropic
+import httpx2
+import orjson
+import pydantic
+
+from clearapi.adapters.anthropic_messages import AnthropicMessagesAdapter
+from clearapi.engine.batch import BatchPoll, LineResult
+from clearapi.errors import AuthError, BadRequest, ClearAPIError, TransientError, redact
+from clearapi.records import ChatRequest, ChatResponse
+
+__all__ = ["AnthropicBatchSubmitter"]
+
+_PERMANENT = {"invalid_request_error": BadRequest, "not_found_error": BadRequest,
+              "request_too_large": BadRequest, "authentication_error": AuthError,
+              "permission_error": AuthError}
+
+
+class AnthropicBatchSubmitter:
+    provider = "anthropic"
+    max_requests = 100_000
+    max_bytes = 256_000_000
+
+    def __init__(self, adapter: AnthropicMessagesAdapter) -> None:
+        self._adapter = adapter
+        self._client: anthropic.AsyncAnthropic = adapter._client
+        self._name = adapter.profile.name
+
+    def accepts(self, request: ChatRequest) -> bool:
+        return request.mode == "generate" and not request.logprobs and request.n == 1
+
+    def _params(self, request: ChatRequest) -> dict[str, Any]:
+        params = self._adapter._params(request, request.model or self._adapter.model, [])
+        params.update(params.pop("extra_body", None) or {})
+        return params
+
+    def entry(self, custom_id: str, request: ChatRequest) -> bytes:
+        return orjson.dumps({"custom_id": custom_id, "params": self._params(request)})
+
+    async def submit(self, entries: Sequence[bytes]) -> tuple[str, str | None]:
+        try:
+            batch = await self._client.messages.batches.create(requests=[orjson.loads(e) for e in entries])
+        except Exception as exc:
+            self._raise(exc)
+        return batch.id, None
+
+    async def poll(self, batch_id: str) -> BatchPoll:
+        try:
+            batch = await self._client.messages.batches.retrieve(batch_id)
+        except Exception as exc:
+            self._raise(exc)
+        counts = batch.request_counts
+        return BatchPoll(status=batch.processing_status, done=batch.processing_status == "ended", detail={
+            "succeeded": counts.succeeded, "errored": counts.errored, "expired": counts.expired,
+            "canceled": counts.canceled, "processing": counts.processing})
+
+    async def results(self, batch_id: str, poll: BatchPoll,
+                      requests: Mapping[str, ChatRequest]) -> list[LineResult]:
+        out: list[LineResult] = []
+        try:
+            decoder = await self._client.messages.batches.results(batch_id)
+            async for item in decoder:
+                request = requests.get(item.custom_id)
+                if request is not None:
+                    out.append(self._line(item.custom_id, request, item.result))
+        except Exception as exc:
+            self._raise(exc)
+        return out
+
+    async def aclose(self) -> None:
+        return None  # the client belongs to the adapter
+
+    def _line(self, cid: str, request: ChatRequest, result: Any) -> LineResult:
+        kind = getattr(result, "type", None)
+        if kind == "succeeded":
+            message = result.message
+            choice = self._adapter._choice(message)
+            return LineResult(cid, response=ChatResponse(
+                choices=[choice], usage=self._adapter._usage(message), model=request.model or self._adapter.model,
+                provider=self._name, calls=1, notes=[]))
+        if kind in ("expired", "canceled"):
+            return LineResult(cid, retry="expired" if kind == "expired" else "cancelled")
+        error = getattr(getattr(result, "error", None), "error", None)
+        etype = str(getattr(error, "type", "") or "api_error")
+        message = str(getattr(error, "message", "") or etype)[:500]
+        permanent = _PERMANENT.get(etype)
+        if permanent is not None:
+            text = redact(f"{self._name}: batch request {etype} for model "
+                          f"{request.model or self._adapter.model!r}: {message}", self._adapter._key)
+            return LineResult(cid, error=permanent(text))
+        return LineResult(cid, retry=etype)
+
+    def _raise(self, exc: Exception) -> NoReturn:
+        if isinstance(exc, ClearAPIError):
+            raise exc
+        if isinstance(exc, anthropic.AnthropicError):
+            raise self._adapter.map_error(exc) from exc
+        if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError | UnicodeDecodeError):
+            raise TransientError(f"{self._name}: malformed response body ({type(exc).__name__})",
+                                 reason="malformed") from exc
+        if isinstance(exc, httpx2.HTTPError):
+            raise TransientError(f"{self._name}: connection failed ({type(exc).__name__})",
+                                 reason="connection") from exc
+        raise exc

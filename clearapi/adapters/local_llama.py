@@ -1,0 +1,292 @@
+"""The embedded local provider: llama-cpp-python in this process, no network.
+
+It is the one provider that can *score a given response* (``mode="score"``): the
+teacher-forced log-probability of every token of the final assistant message, given the
+conversation before it under the model's chat template. Hosted chat APIs cannot do that,
+and the CLEAR method leans on it for a likelihood signal.
+
+Sampling follows hosted-API semantics (temperature and top_p only: llama.cpp's extra
+top-k / min-p filters are switched off), and logprobs are those of the model's raw
+distribution, as OpenAI reports them. ``n`` is honoured by sampling n times with seeds
+``seed + sample_index + i``, so one call with ``n=3`` returns exactly what three calls with
+``sample_index`` 0, 1, 2 would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from clearapi.adapters.local_model import (
+    LoadedModel,
+    ModelSettings,
+    load_model,
+    require_llama_cpp,
+    resolve_model_path,
+)
+from clearapi.errors import BadRequest, ClearAPIError, ConfigError, TransientError
+from clearapi.records import (
+    Capabilities,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    Message,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+
+__all__ = ["LOCAL_CAPABILITIES", "LocalLlamaAdapter"]
+
+LOCAL_CAPABILITIES = Capabilities(
+    logprobs=True, max_top_logprobs=20, n=True, max_n=128, seed=True, score_given_text=True, batch=False
+)
+
+
+class LocalLlamaAdapter:
+    """`Adapter` over an in-process GGUF model (SmolLM2-135M-Instruct by default).
+
+    `model` may name a GGUF file (anything ending in ``.gguf``), which is how
+    ``--model path.gguf`` reaches us through the generic factory; `model_path` says it
+    explicitly. Construction checks the file and llama-cpp-python are there (a clear
+    `ConfigError` up front); the model itself loads on first use, once per process.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        model_path: str | os.PathLike[str] | None = None,
+        n_ctx: int = 2048,
+        seed: int = 0,
+        n_threads: int | None = None,
+        capabilities: Capabilities | None = None,
+        provider: str = "local",
+    ) -> None:
+        if model_path is None and model is not None and model.endswith(".gguf"):
+            model_path = model
+            model = None
+        require_llama_cpp()
+        path = resolve_model_path(model_path)
+        settings = ModelSettings(path=path, n_ctx=n_ctx, seed=seed)
+        if n_threads is not None:
+            settings = dataclasses.replace(settings, n_threads=n_threads)
+        self._settings = settings
+        self._model_name = model
+        self._provider = provider
+        self._capabilities = capabilities or LOCAL_CAPABILITIES
+        self._loaded: LoadedModel | None = None
+        self._closed = False
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    @property
+    def model_path(self) -> Path:
+        return self._settings.path
+
+    async def load(self) -> LoadedModel:
+        """Load (or find already loaded) the model; chat() does this on first use."""
+        if self._closed:
+            raise ConfigError("the local adapter is closed")
+        if self._loaded is None:
+            self._loaded = await asyncio.to_thread(load_model, self._settings)
+        return self._loaded
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        model = await self.load()
+        if request.mode == "score":
+            response = await model.run(_score, model, request)
+        else:
+            response = await model.run(_generate, model, request)
+        response.model = self._model_name or model.name
+        response.provider = self._provider
+        return response
+
+    async def aclose(self) -> None:
+        """Forget the model; it stays loaded for other adapters in this process (one load per process)."""
+        self._closed = True
+        self._loaded = None
+
+
+# --- work done on the model's own thread -------------------------------------------------
+
+
+def _as_dicts(messages: list[Message]) -> list[dict[str, str]]:
+    # Chat templates of small open models know system/user/assistant; "developer" is OpenAI's
+    # newer name for system.
+    return [{"role": "system" if m.role == "developer" else m.role, "content": m.content} for m in messages]
+
+
+def _translate(exc: Exception) -> ClearAPIError:
+    if isinstance(exc, ClearAPIError):
+        return exc
+    if isinstance(exc, ValueError):
+        return BadRequest(f"local model rejected the request: {exc}")
+    return TransientError(f"local model failed: {type(exc).__name__}: {exc}", reason="local")
+
+
+def _generate(model: LoadedModel, request: ChatRequest) -> ChatResponse:
+    try:
+        return _generate_unsafe(model, request)
+    except Exception as exc:
+        raise _translate(exc) from exc
+
+
+def _score(model: LoadedModel, request: ChatRequest) -> ChatResponse:
+    try:
+        return _score_unsafe(model, request)
+    except Exception as exc:
+        raise _translate(exc) from exc
+
+
+def _generate_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
+    prompt = model.prompt_tokens(_as_dicts(request.messages))
+    room = model.n_ctx - len(prompt)
+    if room < 1:
+        raise BadRequest(
+            f"prompt is {len(prompt)} tokens, which does not fit the local model's context of "
+            f"{model.n_ctx} tokens; shorten it or raise n_ctx"
+        )
+    notes: list[str] = []
+    budget = min(request.max_tokens, room)
+    if budget < request.max_tokens:
+        notes.append(f"max_tokens cut to {budget} to fit the {model.n_ctx}-token context")
+    choices: list[Choice] = []
+    completion_tokens = 0
+    for i in range(request.n):
+        seed = (request.seed + request.sample_index + i) if request.seed is not None else secrets.randbits(31)
+        ids, finish = _sample(model, prompt, request, seed, budget)
+        completion_tokens += len(ids)
+        choices.append(_choice(model, prompt, ids, finish, request))
+    return ChatResponse(
+        choices=choices,
+        usage=Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens),
+        calls=request.n,
+        notes=notes,
+    )
+
+
+def _sample(model: LoadedModel, prompt: list[int], request: ChatRequest, seed: int,
+            budget: int) -> tuple[list[int], str]:
+    """Token ids of one sample and its finish reason; the model keeps every position's logits."""
+    import llama_cpp
+
+    llama = model.llama
+    vocab = llama_cpp.llama_model_get_vocab(llama.model)
+    stops = [s.encode("utf-8") for s in request.stop or () if s]
+    llama.set_seed(seed)
+    llama.reset()  # no prefix reuse: see _eval_fresh
+    ids: list[int] = []
+    for token in llama.generate(
+        prompt, temp=request.temperature, top_p=request.top_p or 1.0, top_k=0, min_p=0.0,
+        typical_p=1.0, repeat_penalty=1.0, reset=True,
+    ):
+        if llama_cpp.llama_vocab_is_eog(vocab, token):
+            return ids, "stop"
+        ids.append(int(token))
+        if stops and any(s in bytes(llama.detokenize(ids)) for s in stops):
+            return ids, "stop"
+        if len(ids) >= budget:
+            break
+    return ids, "length"
+
+
+def _choice(model: LoadedModel, prompt: list[int], ids: list[int], finish: str,
+            request: ChatRequest) -> Choice:
+    llama = model.llama
+    raw = bytes(llama.detokenize(ids))
+    cut = len(raw)
+    for stop in request.stop or ():
+        at = raw.find(stop.encode("utf-8")) if stop else -1
+        if at >= 0:
+            cut = min(cut, at)
+    text = raw[:cut].decode("utf-8", errors="ignore")
+    logprobs = None
+    if request.logprobs:
+        kept, used = [], 0
+        for token in ids:  # tokens wholly inside the returned text (a stop string is not returned)
+            used += len(bytes(llama.detokenize([token])))
+            if used > cut:
+                break
+            kept.append(token)
+        logprobs = _token_logprobs(model, len(prompt) - 1, kept, request.top_logprobs)
+    return Choice(text=text, logprobs=logprobs, finish_reason=finish)
+
+
+def _token_logprobs(model: LoadedModel, first_row: int, tokens: list[int], top: int) -> list[TokenLogprob]:
+    """Log-softmax of the stored logits: row ``first_row + j`` predicts ``tokens[j]``."""
+    import numpy as np
+
+    if not tokens:
+        return []
+    llama = model.llama
+    rows = np.asarray(llama.scores[first_row:first_row + len(tokens)], dtype=np.float64)
+    peak = rows.max(axis=1, keepdims=True)
+    logz = peak[:, 0] + np.log(np.exp(rows - peak).sum(axis=1))
+    picked = rows[np.arange(len(tokens)), np.asarray(tokens)] - logz
+    best: Any = None
+    if top:
+        part = np.argpartition(-rows, top - 1, axis=1)[:, :top]
+        order = np.argsort(-np.take_along_axis(rows, part, axis=1), axis=1, kind="stable")
+        best = np.take_along_axis(part, order, axis=1)
+    out: list[TokenLogprob] = []
+    for j, token in enumerate(tokens):
+        alts: list[TopLogprob] = []
+        if best is not None:
+            alts = [TopLogprob(token=_piece(llama, int(t)), logprob=min(0.0, float(rows[j, t] - logz[j])))
+                    for t in best[j]]
+        out.append(TokenLogprob(token=_piece(llama, token), logprob=min(0.0, float(picked[j])), top=alts))
+    return out
+
+
+def _piece(llama: Any, token: int) -> str:
+    return bytes(llama.detokenize([token])).decode("utf-8", errors="replace")
+
+
+def _score_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
+    llama = model.llama
+    text = request.messages[-1].content
+    target = model.text_tokens(text)
+    prefix = model.prompt_tokens(_as_dicts(request.messages[:-1]))
+    if not prefix:  # a template that renders nothing: condition on BOS at least
+        bos = llama.token_bos()
+        if bos < 0:
+            raise BadRequest("the local model's chat template renders an empty prompt and it has no BOS token")
+        prefix = [bos]
+    notes: list[str] = []
+    room = model.n_ctx - len(target)
+    if room < 1:
+        raise BadRequest(
+            f"the response to score is {len(target)} tokens, which does not fit the local model's "
+            f"context of {model.n_ctx} tokens"
+        )
+    if len(prefix) > room:
+        notes.append(f"prompt truncated from the left: kept the last {room} of {len(prefix)} tokens to fit "
+                     f"the {model.n_ctx}-token context")
+        prefix = prefix[-room:]
+    tokens = prefix + target
+    _eval_fresh(llama, tokens)
+    logprobs = _token_logprobs(model, len(prefix) - 1, target, request.top_logprobs)
+    return ChatResponse(
+        choices=[Choice(text=text, logprobs=logprobs, finish_reason="scored")],
+        usage=Usage(prompt_tokens=len(tokens), completion_tokens=0),
+        calls=1,
+        notes=notes,
+    )
+
+
+def _eval_fresh(llama: Any, tokens: list[int]) -> None:
+    """Evaluate `tokens` from an empty context.
+
+    Reusing a cached prefix would be faster, but llama.cpp's quantised kernels give slightly
+    different logits for a position computed in a batch of one than in a batch of many
+    (0.05 nats seen on SmolLM2 Q4_1): a score must not depend on what ran before it.
+    """
+    llama.reset()
+    llama.eval(tokens)

@@ -1,0 +1,514 @@
+"""The OpenAI chat-completions wire protocol: OpenAI itself and every compatible server.
+
+Compatible servers differ in quiet ways, and the only trustworthy witness is the response
+itself. This adapter watches each answer and remembers, per model, what it learned:
+
+* ``n`` ignored (fewer choices than asked, llama-cpp-python's server does this): the
+  missing samples come from separate calls, with ``seed + k`` so they differ, and later
+  calls go straight to separate calls.
+* ``top_logprobs`` capped below what was asked: later requests are clamped to the cap.
+* logprobs silently missing: the next request that needs them gets `CapabilityError`
+  instead of a run full of empty signals.
+* sentinels for "not in the list" (OpenAI's -9999, ``-inf``, anything below -1000)
+  become ``None``: a sentinel is not a probability.
+
+Each workaround is written into `ChatResponse.notes` so a report can say what happened.
+Model knowledge (which models want ``max_completion_tokens`` or refuse logprobs) is
+profile data (``[models."o*"]``), not code here.
+
+This module is also the one place where the openai SDK's exceptions become clearapi's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import httpx2
+import openai
+import pydantic
+from openai.types.chat import ChatCompletion
+
+from clearapi.adapters.fanout import gather_calls
+from clearapi.adapters.ratelimit_headers import parse_ratelimit, parse_retry_after
+from clearapi.errors import (
+    AuthError,
+    BadRequest,
+    CapabilityError,
+    ClearAPIError,
+    ConfigError,
+    FatalError,
+    QuotaExhausted,
+    RateLimited,
+    TransientError,
+    redact,
+)
+from clearapi.profiles import Profile
+from clearapi.records import (
+    Capabilities,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    Message,
+    RateLimitInfo,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+
+__all__ = ["SENTINEL_FLOOR", "OpenAIChatAdapter", "convert_logprob"]
+
+#: Log-probabilities below this are "not in the list" sentinels, not probabilities
+#: (e^-1000 is far below anything a float32 softmax can represent).
+SENTINEL_FLOOR = -1000.0
+_NO_KEY = "no-key-required"
+
+
+@dataclass
+class _Learned:
+    """What a model's answers revealed about the server (per adapter, per model)."""
+
+    n_ignored: bool = False
+    top_logprobs_cap: int | None = None
+    logprobs_missing: bool = False
+    prompt_logprobs_missing: bool = False
+
+
+@dataclass
+class _Call:
+    completion: ChatCompletion
+    headers: httpx2.Headers
+
+
+def convert_logprob(value: object) -> tuple[float | None, bool]:
+    """A server's logprob as a float, or None if it is a sentinel; second item: was it one.
+
+    Tiny positive values (float noise around 0) become 0.0; NaN and anything above that
+    cannot be a log-probability and count as unknown too.
+    """
+    try:
+        v = float(value)  # type: ignore[arg-type]  # numpy scalars, strings of numbers
+    except (TypeError, ValueError):
+        return None, True
+    if math.isnan(v) or v < SENTINEL_FLOOR or v > 1e-3:
+        return None, True
+    return min(v, 0.0), False
+
+
+class OpenAIChatAdapter:
+    """`Adapter` over ``openai.AsyncOpenAI``: one client per adapter, reused, SDK retries off."""
+
+    def __init__(self, profile: Profile, *, model: str | None = None, base_url: str | None = None,
+                 api_key: str | None = None, timeout: float = 120.0, max_concurrency: int = 16,
+                 http_client: httpx2.AsyncClient | None = None) -> None:
+        url = base_url or profile.base_url
+        if not url:
+            raise ConfigError(f"provider {profile.name!r} has no base_url; pass --base-url")
+        self._profile = profile
+        self._model = model or profile.default_model
+        self._base_url = url
+        self._key = api_key
+        if http_client is None:
+            http_client = openai.DefaultAsyncHttpxClient(
+                timeout=timeout,
+                limits=httpx2.Limits(max_connections=max_concurrency,
+                                     max_keepalive_connections=max_concurrency),
+            )
+        # An explicit key always: otherwise the SDK would read OPENAI_API_KEY from the
+        # environment and send the user's OpenAI key to whatever server base_url names.
+        self._client = openai.AsyncOpenAI(api_key=api_key or _NO_KEY, base_url=url, timeout=timeout,
+                                          max_retries=0, http_client=http_client)
+        self._learned: dict[str, _Learned] = {}
+        self._closed = False
+
+    # -- Adapter protocol --------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.capabilities_for(self._model)
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def profile(self) -> Profile:
+        return self._profile
+
+    def capabilities_for(self, model: str) -> Capabilities:
+        """The profile's view of `model`, narrowed by what its answers have shown."""
+        caps = self._profile.capabilities_for(model)
+        learned = self._learned.get(model)
+        if learned is None:
+            return caps
+        if learned.n_ignored:
+            caps.n, caps.max_n = False, 1
+        if learned.logprobs_missing:
+            caps.logprobs, caps.max_top_logprobs = False, 0
+        if learned.top_logprobs_cap is not None:
+            caps.max_top_logprobs = min(caps.max_top_logprobs, learned.top_logprobs_cap)
+        if learned.prompt_logprobs_missing:
+            caps.score_given_text = False
+        return caps
+
+    async def chat(self, request: ChatRequest) -> ChatResponse:
+        model = request.model or self._model
+        caps = self.capabilities_for(model)
+        if request.mode == "score":
+            return await self._score(request, model, caps)
+        notes: list[str] = []
+        if request.logprobs and not caps.logprobs:
+            raise CapabilityError(self._no_logprobs_message(model))
+        params = self._params(request, model, caps, notes)
+        choices, usage, calls, ratelimit = await self._sample(request, model, caps, params, notes)
+        return ChatResponse(choices=choices, usage=usage, model=model, provider=self._profile.name,
+                            calls=calls, notes=notes, ratelimit=ratelimit)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._client.close()
+
+    # -- building the request ----------------------------------------------------------
+
+    def _learn(self, model: str) -> _Learned:
+        return self._learned.setdefault(model, _Learned())
+
+    def _no_logprobs_message(self, model: str) -> str:
+        learned = self._learned.get(model)
+        why = ("an earlier response from it came back without them" if learned and learned.logprobs_missing
+               else f"profile {self._profile.name!r} says so")
+        return (f"{self._profile.name}: model {model!r} does not return token logprobs ({why}); "
+                "choose a model/provider with logprobs, or let the method fall back to sampled ratings")
+
+    def _params(self, request: ChatRequest, model: str, caps: Capabilities, notes: list[str]) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": model,
+            "messages": [_wire_message(m) for m in request.messages],
+        }
+        token_param = str(self._profile.setting_for(model, "max_tokens_param"))
+        params[token_param] = request.max_tokens
+        if self._profile.setting_for(model, "sampling_params"):
+            params["temperature"] = request.temperature
+            if request.top_p is not None:
+                params["top_p"] = request.top_p
+        else:
+            notes.append(f"temperature/top_p not accepted by {model}; the model's fixed sampling was used")
+        if request.seed is not None:
+            if caps.seed:
+                params["seed"] = request.seed
+            else:
+                notes.append("seed not supported; omitted")
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.logprobs:
+            params["logprobs"] = True
+            top = request.top_logprobs
+            if top > caps.max_top_logprobs:
+                notes.append(f"top_logprobs clamped from {top} to {caps.max_top_logprobs} "
+                             f"(the most {self._profile.name} returns for {model})")
+                top = caps.max_top_logprobs
+            if top > 0:
+                params["top_logprobs"] = top
+        return params
+
+    # -- sampling n choices ------------------------------------------------------------
+
+    async def _sample(self, request: ChatRequest, model: str, caps: Capabilities, params: dict[str, Any],
+                      notes: list[str]) -> tuple[list[Choice], Usage, int, RateLimitInfo | None]:
+        want = request.n
+        seed = params.get("seed")
+        per_call = min(want, caps.max_n) if caps.n else 1
+        if want > 1 and not caps.n:
+            notes.append(f"n not supported: {want} separate calls")
+        results: list[_Call] = []
+        offset = 0
+
+        async def batch(sizes: list[int]) -> list[_Call]:
+            nonlocal offset
+            jobs = []
+            for size in sizes:
+                p = dict(params, n=size) if size > 1 else {k: v for k, v in params.items() if k != "n"}
+                if seed is not None:
+                    p["seed"] = seed + offset
+                offset += 1
+                jobs.append(p)
+            return await gather_calls([self._call(p) for p in jobs])
+
+        first_sizes = [per_call] if caps.n else [1] * want
+        got = await batch(first_sizes)
+        results += got
+        count = sum(len(c.completion.choices) for c in got)
+        if caps.n and per_call > 1 and count < per_call:
+            self._learn(model).n_ignored = True
+            per_call = 1
+            extra = want - count
+            notes.append(f"n ignored by server ({count} of {want} choices): {extra} extra calls")
+        while count < want:
+            remaining = want - count
+            sizes = [min(per_call, remaining - i) for i in range(0, remaining, per_call)]
+            got = await batch(sizes)
+            results += got
+            new = sum(len(c.completion.choices) for c in got)
+            if new == 0:  # pragma: no cover - _call rejects empty answers
+                raise TransientError(f"{self._profile.name}: no choices returned", reason="malformed")
+            count += new
+        choices: list[Choice] = []
+        usage = Usage()
+        sent_top = int(params.get("top_logprobs", 0))
+        for call in results:
+            choices += self._choices(call.completion, request, model, sent_top, notes)
+            usage = usage + _usage(call.completion, notes)
+        ratelimit = parse_ratelimit(results[0].headers)
+        return choices[:want], usage, len(results), ratelimit
+
+    async def _call(self, params: dict[str, Any]) -> _Call:
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(**params)
+            completion = raw.parse()
+        except openai.OpenAIError as exc:
+            self._raise_mapped(exc, str(params.get("model")))
+        except (json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError) as exc:
+            raise TransientError(f"{self._profile.name}: malformed response body ({type(exc).__name__})",
+                                 reason="malformed") from exc
+        except httpx2.HTTPError as exc:
+            raise TransientError(f"{self._profile.name}: connection failed ({type(exc).__name__})",
+                                 reason="connection") from exc
+        if not isinstance(completion, ChatCompletion) or not isinstance(
+                getattr(completion, "choices", None), list) or not completion.choices:
+            raise TransientError(f"{self._profile.name}: malformed response body (no choices)",
+                                 reason="malformed")
+        return _Call(completion=completion, headers=raw.headers)
+
+    # -- reading the answer ------------------------------------------------------------
+
+    def _choices(self, completion: ChatCompletion, request: ChatRequest, model: str, sent_top: int,
+                 notes: list[str]) -> list[Choice]:
+        out: list[Choice] = []
+        try:
+            ordered = sorted(completion.choices, key=lambda c: c.index if isinstance(c.index, int) else 0)
+            for choice in ordered:
+                message = getattr(choice, "message", None)
+                if message is None:
+                    raise ValueError("a choice has no message")
+                text = message.content or ""
+                if not text and getattr(message, "refusal", None):
+                    _note_once(notes, "refusal returned instead of content")
+                logprobs = None
+                if request.logprobs:
+                    logprobs = self._token_logprobs(choice, model, text, sent_top, notes)
+                out.append(Choice(text=text, logprobs=logprobs, finish_reason=choice.finish_reason))
+        except (AttributeError, TypeError, ValueError, pydantic.ValidationError) as exc:
+            raise TransientError(f"{self._profile.name}: malformed response body ({exc})",
+                                 reason="malformed") from exc
+        return out
+
+    def _token_logprobs(self, choice: Any, model: str, text: str, asked: int,
+                        notes: list[str]) -> list[TokenLogprob] | None:
+        items = _raw_logprobs(getattr(choice, "logprobs", None))
+        if items is None:
+            if text:
+                self._learn(model).logprobs_missing = True
+                _note_once(notes, "logprobs asked for but not returned; later calls needing them will fail")
+            return None
+        tokens: list[TokenLogprob] = []
+        sentinels = 0
+        widest = 0
+        for token, logprob, alternatives in items:
+            value, sentinel = convert_logprob(logprob)
+            sentinels += sentinel
+            top: list[TopLogprob] = []
+            widest = max(widest, len(alternatives))
+            for alt_token, alt_logprob in alternatives:
+                alt_value, alt_sentinel = convert_logprob(alt_logprob)
+                sentinels += alt_sentinel
+                if alt_value is not None:
+                    top.append(TopLogprob(token=alt_token, logprob=alt_value))
+            tokens.append(TokenLogprob(token=token, logprob=value, top=top))
+        if sentinels:
+            _note_once(notes, f"{sentinels} sentinel logprob(s) (e.g. -9999) treated as unknown")
+        if tokens and asked > 0 and widest < asked:
+            learned = self._learn(model)
+            cap = widest if learned.top_logprobs_cap is None else min(widest, learned.top_logprobs_cap)
+            learned.top_logprobs_cap = cap
+            _note_once(notes, f"top_logprobs capped at {widest} by server (asked {asked})")
+        return tokens
+
+    # -- teacher-forced scoring (vLLM prompt_logprobs) ---------------------------------
+
+    async def _score(self, request: ChatRequest, model: str, caps: Capabilities) -> ChatResponse:
+        """Log-probabilities of the final assistant message as given.
+
+        Chat completions cannot do this; vLLM can, through ``prompt_logprobs`` (extra body)
+        with ``continue_final_message`` so the assistant turn is the end of the prompt. vLLM
+        returns, per prompt token, a dict of ``{token_id: {logprob, rank, decoded_token}}``;
+        with ``prompt_logprobs=0`` it holds just the actual token. The assistant text's
+        tokens are the trailing ones whose decoded text adds up to it; vLLM's -9999 stand-in
+        for ``-inf`` becomes None like any sentinel.
+
+        Written from vLLM's source and documentation (``prompt_logprobs``, the -9999 clamp in
+        ``clamp_prompt_logprobs``, ``continue_final_message``) and tested against recorded
+        shapes only: no live vLLM server was available where this was built.
+        """
+        if not caps.score_given_text:
+            raise CapabilityError(
+                f"{self._profile.name}: model {model!r} cannot score given text over chat completions "
+                "(only servers with prompt_logprobs, e.g. vLLM, can); the method falls back to ratings")
+        params: dict[str, Any] = {
+            "model": model,
+            "messages": [_wire_message(m) for m in request.messages],
+            "max_tokens": 1,
+            "temperature": 0.0,
+            "extra_body": {"prompt_logprobs": 0, "add_generation_prompt": False,
+                           "continue_final_message": True},
+        }
+        call = await self._call(params)
+        extra = call.completion.model_extra or {}
+        raw = extra.get("prompt_logprobs")
+        if not isinstance(raw, list):
+            self._learn(model).prompt_logprobs_missing = True
+            raise CapabilityError(f"{self._profile.name}: server did not return prompt_logprobs for "
+                                  f"{model!r}; it cannot score given text")
+        notes: list[str] = []
+        tokens = _tail_tokens(raw, request.messages[-1].content, notes)
+        choice = Choice(text=request.messages[-1].content, logprobs=tokens, finish_reason="score")
+        return ChatResponse(choices=[choice], usage=_usage(call.completion, notes), model=model,
+                            provider=self._profile.name, calls=1, notes=notes,
+                            ratelimit=parse_ratelimit(call.headers))
+
+    # -- errors ------------------------------------------------------------------------
+
+    def _raise_mapped(self, exc: openai.OpenAIError, model: str) -> NoReturn:
+        raise self.map_error(exc, model) from exc
+
+    def map_error(self, exc: BaseException, model: str | None = None) -> ClearAPIError:
+        """The one translation of openai SDK exceptions into clearapi's tree."""
+        name = self._profile.name
+        model = model or self._model
+        key = self._key
+
+        def msg(text: str) -> str:
+            return redact(f"{name}: {text}", key)
+
+        if isinstance(exc, openai.APITimeoutError):
+            return TransientError(msg(f"request timed out ({self._base_url})"), reason="timeout")
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc.__context__
+            detail = f": {type(cause).__name__}" if cause else ""
+            return TransientError(msg(f"connection failed to {self._base_url}{detail}"), reason="connection")
+        if isinstance(exc, openai.APIResponseValidationError):
+            return TransientError(msg("malformed response body"), reason="malformed")
+        if not isinstance(exc, openai.APIStatusError):
+            return FatalError(msg(f"{type(exc).__name__}: {exc}"))
+        status = exc.status_code
+        headers = exc.response.headers
+        server = _server_message(exc.body, exc.message)
+        kind = exc.code or exc.type
+        label = f"HTTP {status}" + (f" {kind}" if kind else "")
+        text = msg(f"{label} for model {model!r}: {server}")
+        retry_after = parse_retry_after(headers)
+        if status == 429 and "insufficient_quota" in (exc.code, exc.type):
+            return QuotaExhausted(text)
+        if status == 402:
+            return QuotaExhausted(text)
+        if headers.get("x-should-retry") == "false" and status not in (400, 401, 403, 404, 422):
+            return FatalError(msg(f"{label} for model {model!r} (server says do not retry): {server}"))
+        if status == 429:
+            return RateLimited(text, retry_after=retry_after, ratelimit=parse_ratelimit(headers))
+        if status in (401, 403):
+            env = self._profile.api_key_env
+            hint = f" (the key comes from {env})" if env else ""
+            return AuthError(text + hint)
+        if status == 400 and "logprob" in server.lower():
+            self._learn(model).logprobs_missing = True
+            return CapabilityError(msg(f"model {model!r} refused logprobs (HTTP 400: {server})"))
+        if status in (408, 409) or status >= 500 or headers.get("x-should-retry") == "true":
+            return TransientError(text, reason=str(status), retry_after=retry_after)
+        return BadRequest(text)
+
+
+def _wire_message(message: Message) -> dict[str, str]:
+    # "developer" is OpenAI's newer name for "system"; every model and compatible server
+    # understands "system", not every compatible server understands "developer".
+    role = "system" if message.role == "developer" else message.role
+    return {"role": role, "content": message.content}
+
+
+_RawToken = tuple[str, object, list[tuple[str, object]]]
+
+
+def _raw_logprobs(logprobs: Any) -> list[_RawToken] | None:
+    """(token, logprob, alternatives) per token, from either layout servers use.
+
+    The chat layout is ``content: [{token, logprob, top_logprobs: [{token, logprob}]}]``.
+    Some compatible servers (Together, Fireworks, older vLLM) answer chat requests in the
+    completions layout: parallel ``tokens`` / ``token_logprobs`` lists and
+    ``top_logprobs`` as one ``{token: logprob}`` dict per position.
+    """
+    if logprobs is None:
+        return None
+    content = getattr(logprobs, "content", None)
+    if isinstance(content, list):
+        return [(str(item.token), item.logprob,
+                 [(str(alt.token), alt.logprob) for alt in (getattr(item, "top_logprobs", None) or [])])
+                for item in content]
+    extra: dict[str, Any] = getattr(logprobs, "model_extra", None) or {}
+    tokens, values = extra.get("tokens"), extra.get("token_logprobs")
+    if not isinstance(tokens, list) or not isinstance(values, list) or len(tokens) != len(values):
+        return None
+    tops = extra.get("top_logprobs")
+    tops = tops if isinstance(tops, list) and len(tops) == len(tokens) else [None] * len(tokens)
+    return [(str(t), v, [(str(k), lp) for k, lp in top.items()] if isinstance(top, Mapping) else [])
+            for t, v, top in zip(tokens, values, tops, strict=True)]
+
+
+def _usage(completion: ChatCompletion, notes: list[str]) -> Usage:
+    usage = getattr(completion, "usage", None)
+    if usage is None:
+        _note_once(notes, "usage not reported by server")
+        return Usage()
+    return Usage(prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                 completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0))
+
+
+def _note_once(notes: list[str], note: str) -> None:
+    if note not in notes:
+        notes.append(note)
+
+
+def _server_message(body: object, fallback: str) -> str:
+    if isinstance(body, Mapping):
+        message = body.get("message") or body.get("error") or body.get("detail")
+        if isinstance(message, Mapping):
+            message = message.get("message")
+        if message:
+            return str(message)[:500]
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:500]
+    return fallback[:500]
+
+
+def _tail_tokens(prompt_logprobs: list[Any], text: str, notes: list[str]) -> list[TokenLogprob]:
+    """The trailing prompt tokens whose decoded text covers `text` (vLLM ``prompt_logprobs``)."""
+    picked: list[TokenLogprob] = []
+    covered = ""
+    target = text.strip()
+    for entry in reversed(prompt_logprobs):
+        info = next(iter(entry.values()), None) if isinstance(entry, Mapping) else None
+        if not isinstance(info, Mapping):
+            break  # the first prompt token has no logprob (None): nothing earlier to read
+        token = str(info.get("decoded_token", ""))
+        value, sentinel = convert_logprob(info.get("logprob"))
+        if sentinel:
+            _note_once(notes, "sentinel logprob(s) (e.g. -9999) in the scored text treated as unknown")
+        picked.append(TokenLogprob(token=token, logprob=value))
+        covered = token + covered
+        if len(covered.strip()) >= len(target) and covered.strip().endswith(target):
+            break
+    if not covered.strip().endswith(target):
+        notes.append("could not align prompt tokens with the scored text; returned the tokens read")
+    picked.reverse()
+    return picked

@@ -1,0 +1,422 @@
+"""The library API of the method: `score` (an async stream of scores) and `curate` (the whole run).
+
+A curate run is two passes over the input, so memory stays flat on any file size:
+
+1. **score**: stream the input; every `Example` is scored (`pipeline.score_example`) under
+   the engine's limits, in input order; its `Score` goes to a scratch file in the output
+   folder and only ``confidence`` stays in memory (8 bytes a row, for ``--filter-fraction``).
+   Reader rejects and rows whose calls failed after all retries go to ``rejects.jsonl``.
+2. **decide**: the threshold is now known (absolute, or the quantile for a fraction). The
+   input is read again alongside the scratch scores; each row is decided
+   (`policy.decide`), the pairwise judgement asked only where it can change the decision,
+   and ``curated.jsonl`` / ``scores.jsonl`` are written.
+
+A run-stopping error (bad key, no quota, ``--max-cost`` reached) ends pass 1 early: what
+was scored is still decided (without new judgements), written, and `Summary.completed` is
+False with the reason. Every answer is in the response cache, so re-running the same
+command resumes where it stopped at no cost for the finished part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from array import array
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clearapi._version import __version__
+from clearapi.clear.combine import weights_for
+from clearapi.clear.estimate import Estimate, estimate_run
+from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, judge, score_example
+from clearapi.clear.policy import (
+    DEFAULT_CORRECT_THRESHOLD,
+    DEFAULT_ETA,
+    DEFAULT_THRESHOLD,
+    CurationAction,
+    Judgement,
+    PolicySettings,
+    decide,
+    fraction_threshold,
+    needs_judgement,
+)
+from clearapi.datasets import DatasetReader, to_openai_chat
+from clearapi.engine import Engine
+from clearapi.errors import (
+    BadRequest,
+    ClearAPIError,
+    ConfigError,
+    FatalError,
+    RateLimited,
+    TransientError,
+)
+from clearapi.profiles import load_profile
+from clearapi.records import Example, Reject, RowCounts, Score, Summary
+from clearapi.writers import AtomicJsonlWriter, dumps_line, write_json_atomic
+
+__all__ = ["CurateOptions", "curate", "estimate", "score"]
+
+#: errors that fail one row (it becomes a reject) rather than the run
+ROW_ERRORS: tuple[type[ClearAPIError], ...] = (TransientError, RateLimited, BadRequest)
+
+_log = logging.getLogger("clearapi")
+
+OUTPUTS = {"curated": "curated.jsonl", "scores": "scores.jsonl", "rejects": "rejects.jsonl",
+           "summary": "summary.json", "report": "report.html"}
+
+
+@dataclass
+class CurateOptions:
+    """Everything a run is configured by (the CLI's flags, one to one)."""
+
+    provider: str = "local"
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    rpm: float | None = None
+    tpm: float | None = None
+    max_concurrency: int | None = None
+    cache: str | Path | bool | None = True
+    action: CurationAction = "both"
+    threshold: float | None = None
+    filter_fraction: float | None = None
+    correct_threshold: float = DEFAULT_CORRECT_THRESHOLD
+    eta: float = DEFAULT_ETA
+    samples: int = 4
+    seed: int = 0
+    max_cost: float | None = None
+    target: str = "openai"
+    model_path: str | None = None
+    prompt_column: str | None = None
+    response_column: str | None = None
+    progress: bool | None = None
+
+    def check(self) -> None:
+        if self.threshold is not None and self.filter_fraction is not None:
+            raise ConfigError("give either --threshold or --filter-fraction, not both")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.filter_fraction is not None and not 0.0 <= self.filter_fraction <= 1.0:
+            raise ConfigError(f"filter fraction must be in [0, 1], got {self.filter_fraction}")
+        if self.samples < 0:
+            raise ConfigError(f"samples must be >= 0, got {self.samples}")
+        PolicySettings(action=self.action, correct_threshold=self.correct_threshold, eta=self.eta)
+
+    def settings(self) -> dict[str, Any]:
+        """What goes into summary.json: every option except the key."""
+        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k != "api_key"}
+        out["threshold_rule"] = (
+            f"filter fraction {self.filter_fraction}" if self.filter_fraction is not None
+            else f"absolute {self.threshold if self.threshold is not None else DEFAULT_THRESHOLD}")
+        return out
+
+
+def _options(**kwargs: Any) -> CurateOptions:
+    unknown = set(kwargs) - set(CurateOptions.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    opts = CurateOptions(**kwargs)
+    opts.check()
+    return opts
+
+
+def _engine(opts: CurateOptions) -> Engine:
+    model = opts.model
+    if opts.model_path is not None:
+        if load_profile(opts.provider).protocol != "local_llama":
+            raise ConfigError("--model-path is for the local provider (a GGUF file)")
+        model = str(Path(opts.model_path).expanduser())
+    return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key, rpm=opts.rpm,
+                  tpm=opts.tpm, max_concurrency=opts.max_concurrency, cache=opts.cache, max_cost=opts.max_cost,
+                  progress=opts.progress)
+
+
+def _reader(input: str | os.PathLike[str], opts: CurateOptions) -> DatasetReader:
+    return DatasetReader(input, prompt_column=opts.prompt_column, response_column=opts.response_column)
+
+
+def _model_name(engine: Engine) -> str:
+    return Path(engine.model).name if engine.model.endswith(".gguf") else engine.model
+
+
+async def _score_rows(engine: Engine, items: Iterator[Example | Reject], plan: ScoringPlan,
+                      file: str) -> AsyncIterator[Score | Reject]:
+    """Scores (or rejects) in input order; a row whose calls fail after retries becomes a reject."""
+    model = _model_name(engine)
+
+    async def one(item: Example | Reject) -> Score | Reject:
+        if isinstance(item, Reject):
+            return item
+        try:
+            return await score_example(engine, item, plan, model=model)
+        except ROW_ERRORS as exc:
+            return Reject(file=file, line=item.line, field=None,
+                          error=f"API call failed after retries: {type(exc).__name__}: {exc}")
+
+    window = max(4, 2 * engine.max_concurrency)
+    async for result in engine.map(items, one, window=window):
+        yield result
+
+
+async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
+                on_reject: Callable[[Reject], None] | None = None, **options: Any) -> AsyncIterator[Score]:
+    """Score every row of `input`, yielding a `Score` per example in input order.
+
+    Takes the same options as `curate` (provider, model, samples, seed, cache...). Rows
+    that cannot be read, or whose calls failed after every retry, are not yielded: they
+    go to `on_reject` if given. Pass `engine` to reuse one (its provider options win).
+    """
+    opts = _options(**options)
+    reader = _reader(input, opts)
+    async with contextlib.AsyncExitStack() as stack:
+        if engine is None:
+            engine = await stack.enter_async_context(_engine(opts))
+        plan = ScoringPlan.for_capabilities(engine.capabilities, samples=opts.samples, seed=opts.seed)
+        async for item in _score_rows(engine, iter(reader), plan, str(input)):
+            if isinstance(item, Reject):
+                if on_reject is not None:
+                    on_reject(item)
+            else:
+                yield item
+
+
+def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
+    """What a run would cost, from the file and the provider's profile, without any call."""
+    opts = _options(**options)
+    profile = load_profile(opts.provider)
+    model = opts.model or profile.default_model
+    caps = profile.capabilities_for(model)
+    plan = ScoringPlan.for_capabilities(caps, samples=opts.samples, seed=opts.seed)
+    price = profile.price_for(model)
+    if price is None and profile.protocol == "local_llama":
+        from clearapi.profiles import Price
+
+        price = Price(input=0.0, output=0.0)
+    return estimate_run(_reader(input, opts), plan, price, action=opts.action,
+                        filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.counts = RowCounts()
+        self.calls = 0
+        self.tokens = 0
+        self.last_line = 0
+
+
+async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+                 engine: Engine | None = None, dry_run: bool = False, **options: Any) -> Summary:
+    """Score, filter and correct `input`; write curated.jsonl, scores.jsonl, rejects.jsonl,
+    summary.json (and report.html) to `out_dir`; return the summary.
+
+    Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
+    max_concurrency, cache=True, action="both", threshold, filter_fraction,
+    correct_threshold=0.6, eta=0.8, samples=4, seed=0, max_cost, target="openai",
+    model_path, prompt_column, response_column, progress. ``dry_run=True`` makes no call
+    and writes nothing: the returned summary carries the estimate in
+    ``settings["estimate"]``. Pass `engine` to reuse one (its provider options win).
+    """
+    opts = _options(**options)
+    started = _now()
+    if dry_run:
+        est = estimate(input, **options)
+        return Summary(clearapi_version=__version__, input=str(input), output_dir=str(out_dir),
+                       provider=est.provider, model=est.model, started_at=started, finished_at=_now(),
+                       completed=False, stopped_reason="dry run: no call was made",
+                       settings={**opts.settings(), "dry_run": True, "estimate": est.as_dict()})
+    if opts.target != "openai":
+        from clearapi.finetune.targets import TARGETS
+
+        if opts.target not in TARGETS:
+            raise ConfigError(f"unknown target {opts.target!r}; choose one of {', '.join(sorted(TARGETS))}")
+    out = Path(out_dir)
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
+    reader = _reader(input, opts)
+    async with contextlib.AsyncExitStack() as stack:
+        if engine is None:
+            engine = await stack.enter_async_context(_engine(opts))
+        return await _run(engine, reader, str(input), out, opts, started)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opts: CurateOptions,
+               started: str) -> Summary:
+    plan = ScoringPlan.for_capabilities(engine.capabilities, samples=opts.samples, seed=opts.seed)
+    settings = PolicySettings(action=opts.action, correct_threshold=opts.correct_threshold, eta=opts.eta)
+    tally = _Tally()
+    stopped: FatalError | None = None
+    scratch = out / ".clearapi-scores.partial.jsonl"
+    confidences = array("d")
+    scored_lines = 0
+    with AtomicJsonlWriter(out / OUTPUTS["rejects"]) as rejects:
+        # --- pass 1: score ------------------------------------------------------------------
+        with scratch.open("wb") as fh:
+            try:
+                async for item in _score_rows(engine, iter(reader), plan, input):
+                    tally.counts.rows += 1
+                    tally.last_line = item.line
+                    if isinstance(item, Reject):
+                        rejects.write(item)
+                        tally.counts.rejected += 1
+                        continue
+                    fh.write(dumps_line(item))
+                    scored_lines += 1
+                    if item.confidence is not None:
+                        confidences.append(item.confidence)
+            except FatalError as exc:
+                stopped = exc
+        # --- threshold ----------------------------------------------------------------------
+        if opts.filter_fraction is not None:
+            threshold = fraction_threshold(confidences, opts.filter_fraction)
+        else:
+            threshold = opts.threshold if opts.threshold is not None else DEFAULT_THRESHOLD
+        del confidences
+        # --- pass 2: decide, write -----------------------------------------------------------
+        try:
+            with AtomicJsonlWriter(out / OUTPUTS["curated"]) as curated, \
+                    AtomicJsonlWriter(out / OUTPUTS["scores"]) as scores:
+                pairs = _pairs(reader, scratch)
+
+                async def one(pair: tuple[Example, Score]) -> tuple[Example, Score, str | None]:
+                    return await _decide_row(engine, plan, settings, threshold, pair, stopped)
+
+                async for example, row, error in engine.map(pairs, one, window=max(4, 2 * engine.max_concurrency),
+                                                             count_rows=False):
+                    if error is not None and stopped is None:
+                        stopped = FatalError(error)
+                    scores.write(row)
+                    tally.calls += row.calls
+                    tally.tokens += row.tokens
+                    if row.action == "drop":
+                        tally.counts.dropped += 1
+                        continue
+                    try:
+                        record = _render(example, row.correction if row.action == "correct" else None, opts.target)
+                    except ValueError as exc:  # RenderError: the target cannot express this row
+                        rejects.write(Reject(file=input, line=example.line, field=getattr(exc, "field", None),
+                                             error=f"cannot write this row for target {opts.target!r}: {exc}"))
+                        tally.counts.rejected += 1
+                        continue
+                    curated.write(record)
+                    if row.action == "correct":
+                        tally.counts.corrected += 1
+                    else:
+                        tally.counts.kept += 1
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                scratch.unlink()
+    summary = _summary(engine, input, out, opts, plan, started, tally, threshold, stopped, reader)
+    write_json_atomic(out / OUTPUTS["summary"], summary)
+    _write_report(out, summary)
+    return summary
+
+
+def _pairs(reader: DatasetReader, scratch: Path) -> Iterator[tuple[Example, Score]]:
+    """The input's examples again, each with its pass-1 score (both are in input order)."""
+    examples = (item for item in reader if isinstance(item, Example))
+    with scratch.open("rb") as fh:
+        for raw in fh:
+            row = Score.model_validate(orjson.loads(raw))
+            for example in examples:
+                if example.line == row.line:
+                    yield example, row
+                    break
+            else:  # pragma: no cover - the input changed between the passes
+                raise ConfigError(f"{reader.name} changed while it was being curated (line {row.line} is gone)")
+
+
+async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySettings, threshold: float,
+                      pair: tuple[Example, Score], stopped: FatalError | None) -> tuple[Example, Score, str | None]:
+    example, row = pair
+    candidate = candidate_of(row)
+    judgement: Judgement | None = None
+    judgement_error: str | None = None
+    run_error: str | None = None
+    if needs_judgement(row.confidence, threshold, candidate, settings):
+        assert candidate is not None
+        if stopped is not None or engine.stopped is not None:
+            judgement_error = f"run stopped before the pairwise judgement ({stopped or engine.stopped})"
+        else:
+            work = RowWork()
+            try:
+                judgement = await judge(engine, plan, example, candidate.text, work)
+            except ROW_ERRORS as exc:
+                judgement_error = f"pairwise judgement failed: {type(exc).__name__}: {exc}"
+            except FatalError as exc:
+                judgement_error = f"pairwise judgement not asked: {exc}"
+                run_error = str(exc)
+            row.calls += work.calls
+            row.tokens += work.usage.total_tokens
+            if judgement is not None:
+                row.details["judgement"] = {"candidate_second": judgement.candidate_second,
+                                            "candidate_first": judgement.candidate_first}
+    decision = decide(row.confidence, threshold, settings, candidate=candidate, judgement=judgement,
+                      judgement_error=judgement_error)
+    row.action = decision.action
+    row.reason = decision.reason
+    row.correction = decision.correction
+    if candidate is not None and decision.action == "correct":
+        row.correction_confidence = candidate.confidence
+    return example, row, run_error
+
+
+def _render(example: Example, response: str | None, target: str) -> dict[str, Any]:
+    if target == "openai":
+        return to_openai_chat(example, response)
+    from clearapi.finetune.targets import render
+
+    return render(example, response, target)
+
+
+def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: ScoringPlan, started: str,
+             tally: _Tally, threshold: float, stopped: FatalError | None, reader: DatasetReader) -> Summary:
+    model = _model_name(engine)
+    weights = weights_for(model)
+    methods = plan.methods()
+    signals = {name: {"weight": weights.get(name, 0.0), "method": methods.get(name, "not available")}
+               for name in ("self_rating", "consistency", "answer_confidence", "likelihood", "pmi")}
+    rows = tally.counts.rows
+    per_row = {"calls": round(tally.calls / rows, 3) if rows else 0.0,
+               "tokens": round(tally.tokens / rows, 1) if rows else 0.0,
+               "scoring_calls_planned": plan.calls_per_row()}
+    reason = None
+    if stopped is not None:
+        reason = (f"{type(stopped).__name__}: {stopped}. Rows after line {tally.last_line} were not "
+                  "processed; re-run the same command to resume (finished calls come from the cache).")
+    elif reader.stats.truncated:
+        reason = reader.stats.stopped_reason
+    return Summary(
+        clearapi_version=__version__, input=input, output_dir=str(out), provider=engine.profile.name,
+        model=model, started_at=started, finished_at=_now(), completed=stopped is None,
+        stopped_reason=reason, counts=tally.counts,
+        settings={**opts.settings(), "per_row": per_row, "format": reader.stats.format},
+        threshold=threshold, engine=engine.stats, signals=signals,
+        outputs={k: v for k, v in OUTPUTS.items() if k != "report"},
+    )
+
+
+def _write_report(out: Path, summary: Summary) -> None:
+    try:
+        from clearapi.report import write_report
+    except ImportError:  # pragma: no cover - the report package is part of clearapi
+        return
+    try:
+        write_report(out)
+    except Exception as exc:  # the report is a view of the outputs; never lose a run over it
+        summary.outputs.pop("report", None)
+        _log.warning("report.html not written: %s", exc)
+    else:
+        summary.outputs["report"] = OUTPUTS["report"]
+        write_json_atomic(out / OUTPUTS["summary"], summary)
+

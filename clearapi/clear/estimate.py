@@ -1,0 +1,114 @@
+"""What a curate run will cost before it makes a call (``--dry-run``).
+
+The file is streamed once; each row's requests are built the way the pipeline would build
+them and their tokens estimated at four characters a token (plus a few per message), the
+same rule the engine uses to reserve rate-limit capacity. Completion tokens: 1 for a
+rating, the answer budget for each sample (an upper bound: sampling stops at the end of
+the answer), none for teacher-forced scoring. Pairwise judgements are only asked for rows
+below the threshold whose candidate passes the gates, which is unknown before scoring: the
+estimate gives the worst case (every row below the cut judged; with ``--filter-fraction F``
+only that share of rows can be below it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from clearapi.clear import prompts
+from clearapi.clear.pipeline import ScoringPlan
+from clearapi.profiles import Price
+from clearapi.records import Example, Message, Reject
+
+__all__ = ["Estimate", "estimate_run", "tokens_of"]
+
+
+def tokens_of(messages: Iterable[Message]) -> int:
+    msgs = list(messages)
+    return math.ceil(sum(len(m.content) for m in msgs) / 4 + 4 * len(msgs))
+
+
+@dataclass
+class Estimate:
+    provider: str
+    model: str
+    rows: int = 0
+    rejected: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    judgement_calls_max: int = 0
+    judgement_tokens_max: int = 0
+    cost_usd: float | None = 0.0
+    cost_usd_max: float | None = 0.0
+
+    @property
+    def scoring_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["scoring_calls"] = self.scoring_calls
+        return out
+
+    def describe(self) -> str:
+        examples = self.rows - self.rejected
+        per_row = self.scoring_calls / examples if examples else 0.0
+        cost = "unknown (no price in the profile)" if self.cost_usd is None else f"${self.cost_usd:.4f}"
+        cost_max = "" if self.cost_usd_max is None else f" (up to ${self.cost_usd_max:.4f} with every judgement)"
+        parts = ", ".join(f"{k} {v}" for k, v in self.calls.items())
+        return "\n".join([
+            f"dry run: {self.provider} / {self.model}: no call was made",
+            f"rows: {self.rows} ({self.rejected} would be rejected by the reader, {examples} scored)",
+            f"scoring calls: {self.scoring_calls} ({parts}); {per_row:.2f} per row",
+            f"pairwise judgement calls: 0 to {self.judgement_calls_max} (only rows below the threshold "
+            "whose candidate passes the gates)",
+            f"tokens: ~{self.prompt_tokens} prompt + ~{self.completion_tokens} completion for scoring, "
+            f"up to ~{self.judgement_tokens_max} more for judgements",
+            f"cost: {cost}{cost_max}",
+        ])
+
+
+def _cost(price: Price | None, prompt: int, completion: int) -> float | None:
+    if price is None:
+        return None
+    return (prompt * price.input + completion * price.output) / 1_000_000
+
+
+def estimate_run(items: Iterable[Example | Reject], plan: ScoringPlan, price: Price | None, *, action: str,
+                 filter_fraction: float | None, provider: str, model: str) -> Estimate:
+    est = Estimate(provider=provider, model=model)
+    per_call = plan.calls_per_row()
+    judge_tokens = 0
+    for item in items:
+        est.rows += 1
+        if isinstance(item, Reject):
+            est.rejected += 1
+            continue
+        for purpose, n in per_call.items():
+            est.calls[purpose] = est.calls.get(purpose, 0) + n
+        prompt = item.prompt_messages
+        rating = tokens_of(prompts.rating_messages(prompt, item.response))
+        ratings = 1 if plan.rating == "logprobs" else plan.rating_samples
+        est.prompt_tokens += rating * per_call["rating"]
+        est.completion_tokens += ratings * (1 if plan.rating == "logprobs" else 3)
+        if plan.samples:
+            est.prompt_tokens += tokens_of(prompt) * per_call["answers"]
+            est.completion_tokens += plan.samples * plan.answer_tokens(item.response)
+        if plan.likelihood:
+            est.prompt_tokens += tokens_of(prompts.score_messages(prompt, item.response))
+            est.prompt_tokens += tokens_of(prompts.baseline_messages(prompt, item.response))
+        if action != "filter" and plan.samples:
+            candidate = " " * (4 * plan.answer_tokens(item.response) // 2)
+            judge_tokens += 2 * (tokens_of(prompts.pairwise_messages(prompt, item.response, candidate)) + 1)
+    examples = est.rows - est.rejected
+    share = 1.0 if filter_fraction is None else filter_fraction
+    if action != "filter" and plan.samples:
+        est.judgement_calls_max = 2 * math.ceil(share * examples)
+        est.judgement_tokens_max = math.ceil(share * judge_tokens)
+    est.cost_usd = _cost(price, est.prompt_tokens, est.completion_tokens)
+    est.cost_usd_max = _cost(price, est.prompt_tokens + est.judgement_tokens_max, est.completion_tokens
+                             + est.judgement_calls_max)
+    return est

@@ -1,0 +1,347 @@
+"""What to ask the model about one example, planned from what the provider can do.
+
+Per row, at most four scoring requests, all sent concurrently (the engine bounds them):
+
+==============  =====================================================  ===========================
+request         what                                                   when
+==============  =====================================================  ===========================
+rating          reflection prompt, ``max_tokens=1``, top logprobs      always (sampled ×R without
+                                                                       logprobs)
+answers         the row's prompt, ``n=K`` samples at temperature 1,    ``samples > 0`` (K calls
+                with logprobs                                          without ``n``)
+likelihood      teacher-forced log P(y | prompt)                       provider scores given text
+unconditional   teacher-forced log P(y | neutral prompt), for PMI      provider scores given text
+==============  =====================================================  ===========================
+
+On a provider with logprobs and ``n`` (OpenAI-style) that is **2 calls per row**; the local
+model adds the two free scoring passes. Auto-correct adds **2 pairwise calls** (both
+orders) only for rows below the threshold whose candidate passed the cheap gates
+(`clearapi.clear.policy.needs_judgement`): rows that are kept anyway, or whose candidate is
+the same answer or unsure, never pay for a judgement.
+
+The candidate y′ for auto-correct is the *medoid* of the K samples: the one that agrees
+most with the others (ties: higher token probability). That is a self-consistency vote
+at no extra call; a separate greedy call would cost one more request per row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from clearapi.clear import prompts
+from clearapi.clear.combine import combine, weights_for
+from clearapi.clear.policy import Candidate, Judgement
+from clearapi.clear.signals import (
+    CONSISTENCY_ALPHA,
+    certainty,
+    geometric_mean_probability,
+    logistic,
+    mean_logprob,
+    observed_consistency,
+    option_probabilities,
+    pmi_per_token,
+    rating_from_letters,
+    read_letter,
+)
+from clearapi.clear.similarity import agreement
+from clearapi.errors import ConfigError
+from clearapi.records import Capabilities, ChatRequest, ChatResponse, Example, Score, Usage
+
+__all__ = [
+    "PMI_SCALE",
+    "Chat",
+    "RowWork",
+    "ScoringPlan",
+    "judge",
+    "score_example",
+]
+
+#: PMI (nats per token) is mapped to [0, 1] by logistic(pmi / PMI_SCALE)
+PMI_SCALE = 1.0
+#: how many times a rating is sampled on providers without logprobs
+DEFAULT_RATING_SAMPLES = 3
+
+
+class Chat(Protocol):
+    """What the pipeline needs of an engine: one awaitable chat call."""
+
+    async def chat(self, request: ChatRequest) -> ChatResponse: ...
+
+
+@dataclass(frozen=True)
+class ScoringPlan:
+    """Which requests a row costs, decided once per run from the provider's capabilities."""
+
+    samples: int = 4
+    rating: Literal["logprobs", "sampled"] = "logprobs"
+    rating_samples: int = DEFAULT_RATING_SAMPLES
+    likelihood: bool = False
+    n_per_call: bool = True
+    answer_logprobs: bool = True
+    top_logprobs: int = 20
+    seed: int = 0
+    temperature: float = 1.0
+    min_answer_tokens: int = 32
+    max_answer_tokens: int = 512
+
+    @classmethod
+    def for_capabilities(cls, caps: Capabilities, *, samples: int = 4, seed: int = 0,
+                         rating_samples: int = DEFAULT_RATING_SAMPLES) -> ScoringPlan:
+        if samples < 0:
+            raise ConfigError(f"samples must be >= 0, got {samples}")
+        if rating_samples < 1:
+            raise ConfigError(f"rating samples must be >= 1, got {rating_samples}")
+        return cls(
+            samples=samples,
+            rating="logprobs" if caps.logprobs and caps.max_top_logprobs >= 2 else "sampled",
+            rating_samples=rating_samples,
+            likelihood=caps.score_given_text,
+            n_per_call=caps.n and caps.max_n >= max(samples, rating_samples),
+            answer_logprobs=caps.logprobs,
+            top_logprobs=min(20, caps.max_top_logprobs),
+            seed=seed,
+        )
+
+    def answer_tokens(self, response: str) -> int:
+        """Room for a sampled answer: about twice the response's length, within bounds."""
+        estimate = 2 * math.ceil(len(response) / 4) + 16
+        return max(self.min_answer_tokens, min(self.max_answer_tokens, estimate))
+
+    def calls_per_row(self) -> dict[str, int]:
+        """Requests per row for scoring, by purpose (judgement calls are extra, per judged row)."""
+        calls = {"rating": 1 if self.rating == "logprobs" or self.n_per_call else self.rating_samples}
+        if self.samples:
+            calls["answers"] = 1 if self.n_per_call else self.samples
+        if self.likelihood:
+            calls["likelihood"] = 2
+        return calls
+
+    def methods(self) -> dict[str, str]:
+        """How each signal is obtained under this plan (for `Score.methods`)."""
+        out = {"self_rating": "logprobs" if self.rating == "logprobs" else f"sampled x{self.rating_samples}"}
+        if self.samples:
+            out["consistency"] = f"{self.samples} samples at T={self.temperature:g}, lexical agreement"
+            if self.answer_logprobs:
+                out["answer_confidence"] = "logprobs of the model's own answer"
+        if self.likelihood:
+            out["likelihood"] = "teacher-forced"
+            out["pmi"] = "teacher-forced, vs neutral prompt"
+        return out
+
+
+@dataclass
+class RowWork:
+    """Requests and accounting for one row (calls are counted as they are answered)."""
+
+    calls: int = 0
+    api_calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    async def ask(self, engine: Chat, request: ChatRequest) -> ChatResponse:
+        response = await engine.chat(request)
+        self.calls += 1
+        if not response.cached:
+            self.api_calls += response.calls
+        self.usage = self.usage + response.usage
+        return response
+
+
+# --- per-signal requests --------------------------------------------------------------------
+
+
+async def _self_rating(engine: Chat, work: RowWork, plan: ScoringPlan,
+                       example: Example) -> tuple[float | None, dict[str, Any]]:
+    messages = prompts.rating_messages(example.prompt_messages, example.response)
+    if plan.rating == "logprobs":
+        response = await work.ask(engine, ChatRequest(
+            messages=messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=plan.top_logprobs,
+            seed=plan.seed, tag="rating"))
+        choice = response.choices[0] if response.choices else None
+        first = choice.logprobs[0] if choice is not None and choice.logprobs else None
+        if first is None:
+            return None, {"rating_text": response.text}
+        pairs = [(t.token, t.logprob) for t in first.top] or [(first.token, first.logprob or 0.0)]
+        probs = option_probabilities(pairs)
+        if probs is None:
+            return None, {"rating_text": response.text}
+        return certainty(probs), {"rating_probs": {k: round(v, 4) for k, v in probs.items()}}
+    letters = await _sampled_letters(engine, work, plan, messages, ("A", "B", "C"), "rating")
+    return rating_from_letters(letters), {"rating_letters": letters}
+
+
+async def _sampled_letters(engine: Chat, work: RowWork, plan: ScoringPlan, messages: list[Any],
+                           options: Sequence[str], tag: str) -> list[str | None]:
+    k = plan.rating_samples
+    if plan.n_per_call:
+        response = await work.ask(engine, ChatRequest(messages=messages, max_tokens=3, temperature=1.0, n=k,
+                                                      seed=plan.seed, tag=tag))
+        texts = [c.text for c in response.choices]
+    else:
+        answers = await asyncio.gather(*(work.ask(engine, ChatRequest(
+            messages=messages, max_tokens=3, temperature=1.0, seed=plan.seed, sample_index=i, tag=tag))
+            for i in range(k)))
+        texts = [a.text for a in answers]
+    return [read_letter(t, options) for t in texts]
+
+
+@dataclass(frozen=True)
+class _Sample:
+    text: str
+    confidence: float | None
+
+
+async def _answers(engine: Chat, work: RowWork, plan: ScoringPlan, example: Example) -> list[_Sample]:
+    if not plan.samples:
+        return []
+    base = dict(messages=prompts.answer_messages(example.prompt_messages),
+                max_tokens=plan.answer_tokens(example.response), temperature=plan.temperature,
+                logprobs=plan.answer_logprobs, seed=plan.seed, tag="answers")
+    if plan.n_per_call:
+        responses = [await work.ask(engine, ChatRequest(n=plan.samples, **base))]
+    else:
+        responses = list(await asyncio.gather(*(
+            work.ask(engine, ChatRequest(sample_index=i, **base))
+            for i in range(plan.samples))))
+    out: list[_Sample] = []
+    for response in responses:
+        for choice in response.choices:
+            text = choice.text.strip()
+            conf = None
+            if choice.logprobs:
+                conf = geometric_mean_probability([t.logprob for t in choice.logprobs])
+            out.append(_Sample(text, conf))
+    return out
+
+
+def _medoid(samples: Sequence[_Sample]) -> tuple[int, float]:
+    """Index of the sample agreeing most with the others, and that mean agreement."""
+    best, best_key = 0, (-1.0, -1.0)
+    for i, s in enumerate(samples):
+        others = [agreement(s.text, o.text) for j, o in enumerate(samples) if j != i]
+        support = sum(others) / len(others) if others else 1.0
+        key = (support, s.confidence if s.confidence is not None else 0.0)
+        if s.text and key > best_key:
+            best, best_key = i, key
+    return best, max(0.0, best_key[0])
+
+
+async def _likelihood(engine: Chat, work: RowWork, example: Example) -> tuple[list[float | None], list[float | None]]:
+    cond, uncond = await asyncio.gather(
+        work.ask(engine, ChatRequest(messages=prompts.score_messages(example.prompt_messages, example.response),
+                                     mode="score", logprobs=True, max_tokens=1, tag="likelihood")),
+        work.ask(engine, ChatRequest(messages=prompts.baseline_messages(example.prompt_messages, example.response),
+                                     mode="score", logprobs=True, max_tokens=1, tag="likelihood")),
+    )
+
+    def lps(r: ChatResponse) -> list[float | None]:
+        choice = r.choices[0] if r.choices else None
+        return [t.logprob for t in choice.logprobs] if choice is not None and choice.logprobs else []
+
+    return lps(cond), lps(uncond)
+
+
+# --- one row --------------------------------------------------------------------------------
+
+
+async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, model: str = "") -> Score:
+    """Every signal for one row, combined; no decision yet (that needs the run's threshold).
+
+    The candidate answer for auto-correct travels in ``details["candidate"]`` with its
+    confidence and agreement with the response, so the decision pass needs no new calls to
+    know whether a judgement is worth asking.
+    """
+    work = RowWork()
+    rating_task = _self_rating(engine, work, plan, example)
+    answers_task = _answers(engine, work, plan, example)
+    if plan.likelihood:
+        (rating, rating_details), samples, (cond, uncond) = await asyncio.gather(
+            rating_task, answers_task, _likelihood(engine, work, example))
+    else:
+        (rating, rating_details), samples = await asyncio.gather(rating_task, answers_task)
+        cond, uncond = [], []
+
+    signals: dict[str, float | None] = {"self_rating": rating}
+    details: dict[str, Any] = dict(rating_details)
+    if plan.samples:
+        texts = [s.text for s in samples]
+        signals["consistency"] = observed_consistency(example.response, texts, CONSISTENCY_ALPHA)
+        if samples:
+            i, support = _medoid(samples)
+            cand = samples[i]
+            cand_conf = _candidate_confidence(cand.confidence, support)
+            signals["answer_confidence"] = cand.confidence
+            details["candidate"] = cand.text
+            details["candidate_confidence"] = cand_conf
+            details["candidate_agreement"] = agreement(example.response, cand.text)
+            details["samples"] = texts
+    if plan.likelihood:
+        lp = mean_logprob(cond)
+        pmi = pmi_per_token(cond, uncond)
+        signals["likelihood"] = geometric_mean_probability(cond)
+        signals["pmi"] = None if pmi is None else logistic(pmi, scale=PMI_SCALE)
+        details["mean_logprob"] = lp
+        details["pmi_nats_per_token"] = pmi
+        details["response_tokens"] = len(cond)
+    weights = weights_for(model, {k for k, v in signals.items() if v is not None})
+    confidence = combine(signals, weights)
+    details["weights"] = weights
+    return Score(
+        line=example.line, id=example.id, prompt=example.prompt_text, response=example.response,
+        confidence=confidence, signals=signals, methods=plan.methods(), details=details,
+        calls=work.calls, tokens=work.usage.total_tokens,
+    )
+
+
+def _candidate_confidence(token_confidence: float | None, support: float) -> float:
+    """How sure the model is of y′: its token probability and how many samples agree with it.
+
+    Without logprobs only the vote is known. The mean keeps a fluent but lonely sample
+    (high token probability, no support) and a popular but hesitant one both below a
+    strict gate.
+    """
+    if token_confidence is None:
+        return min(1.0, max(0.0, support))
+    return min(1.0, max(0.0, 0.5 * token_confidence + 0.5 * support))
+
+
+def candidate_of(score: Score) -> Candidate | None:
+    """The candidate answer a scored row carries, if any."""
+    text = score.details.get("candidate")
+    if not isinstance(text, str) or not text.strip():
+        return None
+    return Candidate(text=text, confidence=float(score.details.get("candidate_confidence") or 0.0),
+                     agreement=float(score.details.get("candidate_agreement") or 0.0))
+
+
+async def judge(engine: Chat, plan: ScoringPlan, example: Example, candidate: str,
+                work: RowWork | None = None) -> Judgement:
+    """Ask the pairwise judge in both orders; P(candidate preferred) for each order."""
+    work = work or RowWork()
+    y = example.response
+    second, first = await asyncio.gather(
+        _prefers(engine, work, plan, prompts.pairwise_messages(example.prompt_messages, y, candidate), "B"),
+        _prefers(engine, work, plan, prompts.pairwise_messages(example.prompt_messages, candidate, y), "A"),
+    )
+    return Judgement(candidate_second=second, candidate_first=first)
+
+
+async def _prefers(engine: Chat, work: RowWork, plan: ScoringPlan, messages: list[Any], letter: str) -> float:
+    if plan.rating == "logprobs":
+        response = await work.ask(engine, ChatRequest(
+            messages=messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=plan.top_logprobs,
+            seed=plan.seed, tag="judge"))
+        choice = response.choices[0] if response.choices else None
+        first = choice.logprobs[0] if choice is not None and choice.logprobs else None
+        if first is not None:
+            pairs = [(t.token, t.logprob) for t in first.top] or [(first.token, first.logprob or 0.0)]
+            probs = option_probabilities(pairs, ("A", "B"))
+            if probs is not None:
+                return probs[letter]
+        return 1.0 if read_letter(response.text, ("A", "B")) == letter else 0.0
+    letters = await _sampled_letters(engine, work, plan, messages, ("A", "B"), "judge")
+    read = [x for x in letters if x is not None]
+    return sum(1.0 for x in read if x == letter) / len(read) if read else 0.0

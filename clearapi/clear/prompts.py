@@ -1,0 +1,126 @@
+"""The prompts CLEAR sends, in one place so they can be read, versioned and cached as a set.
+
+Each builder returns the message list of one `ChatRequest`. Wording follows BSDetector's
+self-reflection prompt (options (A) correct, (B) incorrect, (C) not sure) and CLEAR's
+pairwise judge, changed in one way: the answer letter must come *first*, so a
+``max_tokens=1`` call with logprobs reads the whole judgement from one token's
+distribution instead of parsing a sampled explanation.
+
+`PROMPT_VERSION` is part of every request's text, hence of its cache key: changing a prompt
+must not reuse answers given to the old one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from clearapi.records import Message
+
+__all__ = [
+    "NEUTRAL_PROMPT",
+    "PROMPT_VERSION",
+    "answer_messages",
+    "baseline_messages",
+    "baseline_prompt",
+    "pairwise_messages",
+    "question_text",
+    "rating_messages",
+    "score_messages",
+]
+
+PROMPT_VERSION = "clear-v1"
+
+#: the "no prompt" context for the unconditional likelihood behind PMI
+NEUTRAL_PROMPT = "Write something."
+
+_RATING = """Question:
+{question}
+
+Proposed answer:
+{answer}
+
+Is the proposed answer a correct, relevant and complete answer to the question?
+(A) Correct
+(B) Incorrect
+(C) I am not sure
+Reply with just the letter: A, B or C."""
+
+_PAIRWISE = """Question:
+{question}
+
+Answer A:
+{first}
+
+Answer B:
+{second}
+
+Which answer is correct and better answers the question, A or B?
+Reply with just the letter: A or B."""
+
+_PARAGRAPH = re.compile(r"\n\s*\n")
+
+_SYSTEM = f"You are a careful grader of question-answer pairs. ({PROMPT_VERSION})"
+
+
+def question_text(prompt: Sequence[Message]) -> str:
+    """The prompt as one question: the lone user turn, or a transcript of a longer conversation.
+
+    A system message is kept (it can define what a good answer is); earlier assistant
+    turns are labelled so the grader sees whose words they were.
+    """
+    turns = [m for m in prompt if m.content.strip()]
+    users = [m for m in turns if m.role == "user"]
+    if len(turns) == 1 and users:
+        return users[0].content
+    label = {"system": "Instructions", "developer": "Instructions", "user": "User", "assistant": "Assistant",
+             "tool": "Tool"}
+    return "\n\n".join(f"{label[m.role]}: {m.content}" for m in turns)
+
+
+def rating_messages(prompt: Sequence[Message], answer: str) -> list[Message]:
+    """Self-reflection: is `answer` right for `prompt`? One letter, A/B/C."""
+    return [
+        Message(role="system", content=_SYSTEM),
+        Message(role="user", content=_RATING.format(question=question_text(prompt), answer=answer)),
+    ]
+
+
+def pairwise_messages(prompt: Sequence[Message], first: str, second: str) -> list[Message]:
+    """Pairwise judge: which of two answers is better? One letter, A/B. Ask it in both orders."""
+    return [
+        Message(role="system", content=_SYSTEM),
+        Message(role="user", content=_PAIRWISE.format(question=question_text(prompt), first=first, second=second)),
+    ]
+
+
+def answer_messages(prompt: Sequence[Message]) -> list[Message]:
+    """The row's own prompt, unchanged: the model answers it the way the dataset should have."""
+    return list(prompt)
+
+
+def score_messages(prompt: Sequence[Message], response: str) -> list[Message]:
+    """Teacher forcing: the prompt followed by the response to score."""
+    return [*prompt, Message(role="assistant", content=response)]
+
+
+def baseline_prompt(prompt: Sequence[Message]) -> list[Message]:
+    """The context PMI compares against: the prompt without its question.
+
+    When the last user turn has several paragraphs (a passage then a question, an
+    instruction then an email), the baseline is the prompt with that turn's *last*
+    paragraph removed: a response that is equally likely without it (a sentence copied
+    from the passage, a subject line that fits any email) gains no PMI. A one-paragraph
+    prompt is compared with a neutral prompt instead.
+    """
+    last = prompt[-1] if prompt else None
+    if last is not None and last.role == "user":
+        paragraphs = [p for p in _PARAGRAPH.split(last.content) if p.strip()]
+        if len(paragraphs) >= 2:
+            return [*prompt[:-1], Message(role="user", content="\n\n".join(paragraphs[:-1]))]
+    return [Message(role="user", content=NEUTRAL_PROMPT)]
+
+
+def baseline_messages(prompt: Sequence[Message], response: str) -> list[Message]:
+    """The response after the baseline prompt: its likelihood without the row's question."""
+    return [*baseline_prompt(prompt), Message(role="assistant", content=response)]

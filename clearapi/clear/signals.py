@@ -1,0 +1,171 @@
+"""The maths of CLEAR's confidence signals: pure functions, no I/O, no model calls.
+
+Every signal is a number in [0, 1] where higher means "the dataset's response looks right",
+or None when it could not be computed (the provider has no logprobs, the call failed).
+Raw quantities (mean log-probabilities, option masses) are kept alongside in
+`Score.details` so a reader can recompute or re-weight.
+
+Signals
+-------
+``self_rating``
+    The model is shown the prompt and the response and asked (A) correct (B) incorrect
+    (C) not sure, with ``max_tokens=1``. From the first token's top logprobs, the
+    probability mass of every variant of each letter (``"A"``, ``" A"``, ``"a"``, ``"(A"``)
+    is summed and renormalised over the three options; certainty = P(A) + 0.5·P(C). This is
+    BSDetector's A=1, B=0, C=0.5 scale made continuous. Without logprobs the same prompt is
+    sampled and the letters counted (`rating_from_letters`).
+``consistency``
+    BSDetector's observed consistency: mean over the model's own sampled answers of
+    α·agreement + (1-α)·exact-match, α = 0.8 (the open implementation's value), agreement
+    from `clearapi.clear.similarity`.
+``answer_confidence``
+    How sure the model is of *its own* answer y′: geometric-mean token probability from
+    the returned logprobs. Used to gate auto-correct, and to tell how much a disagreement
+    between y and y′ means.
+``likelihood``
+    Geometric-mean token probability of the dataset response y itself under the prompt
+    (teacher forcing; only providers that can score given text, i.e. the local model).
+``pmi``
+    Pointwise mutual information per token: mean log P(y | x) − mean log P(y | neutral
+    prompt), squashed to [0, 1] by a logistic. It asks whether the prompt makes y *more*
+    likely, which plain likelihood cannot: short generic text and a response that belongs
+    to another row are likely in any context.
+
+How they are combined lives in `clearapi.clear.combine`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from clearapi.clear.similarity import agreement, exact_match
+
+__all__ = [
+    "CONSISTENCY_ALPHA",
+    "certainty",
+    "geometric_mean_probability",
+    "logistic",
+    "mean_logprob",
+    "numeric_rating",
+    "observed_consistency",
+    "option_probabilities",
+    "pmi_per_token",
+    "rating_from_letters",
+    "read_letter",
+]
+
+CONSISTENCY_ALPHA = 0.8
+#: the option letters of the reflection prompt and their certainty value
+OPTION_VALUES: dict[str, float] = {"A": 1.0, "B": 0.0, "C": 0.5}
+
+_OPTION_TOKEN = re.compile(r"^[\s(\[\"'*]*([A-Za-z])[\s)\].:,\"'*]*$")
+
+
+def _option_of(token: str, options: Iterable[str]) -> str | None:
+    """The option letter a token stands for (``" a"``, ``"(A"``, ``"A."``), else None."""
+    m = _OPTION_TOKEN.match(token)
+    if not m:
+        return None
+    letter = m.group(1).upper()
+    return letter if letter in options else None
+
+
+def option_probabilities(
+    top: Mapping[str, float] | Sequence[tuple[str, float]],
+    options: Sequence[str] = ("A", "B", "C"),
+) -> dict[str, float] | None:
+    """Probability of each option from one position's top logprobs, renormalised over the options.
+
+    `top` maps token text to log-probability (or is a list of pairs, where the same text
+    may appear twice with different token ids). Returns None when no option letter is
+    among the tokens: the model did not answer the question, and 0.5 would be a lie.
+    """
+    items = top.items() if isinstance(top, Mapping) else top
+    mass = dict.fromkeys(options, 0.0)
+    for token, logprob in items:
+        letter = _option_of(token, options)
+        if letter is not None and logprob is not None and math.isfinite(logprob):
+            mass[letter] += math.exp(min(0.0, logprob))
+    total = sum(mass.values())
+    if total <= 0.0:
+        return None
+    return {k: v / total for k, v in mass.items()}
+
+
+def certainty(probs: Mapping[str, float], values: Mapping[str, float] = OPTION_VALUES) -> float:
+    """Expected option value: P(A)·1 + P(B)·0 + P(C)·0.5 for the default scale; in [0, 1]."""
+    total = sum(probs.get(k, 0.0) for k in values)
+    if total <= 0:
+        raise ValueError("no probability mass on any option")
+    value = sum(probs.get(k, 0.0) * v for k, v in values.items()) / total
+    return min(1.0, max(0.0, value))
+
+
+def read_letter(text: str, options: Sequence[str] = ("A", "B", "C")) -> str | None:
+    """The option a sampled reply chose: its first standalone letter ("(B) Incorrect" -> "B")."""
+    for m in re.finditer(r"(?<![A-Za-z])([A-Za-z])(?![A-Za-z])", text):
+        letter = m.group(1).upper()
+        if letter in options:
+            return letter
+    return None
+
+
+def rating_from_letters(letters: Iterable[str | None],
+                        values: Mapping[str, float] = OPTION_VALUES) -> float | None:
+    """Certainty from sampled ratings (providers without logprobs); unreadable replies ignored."""
+    got = [values[x] for x in letters if x is not None and x in values]
+    return sum(got) / len(got) if got else None
+
+
+def numeric_rating(text: str, scale: float = 10.0) -> float | None:
+    """A "rate 0-10" reply as a number in [0, 1]; None when there is no number in range."""
+    m = re.search(r"(?<![\d.])(\d+(?:\.\d+)?)", text)
+    if not m:
+        return None
+    value = float(m.group(1))
+    if value > scale:
+        return None
+    return value / scale
+
+
+def mean_logprob(logprobs: Sequence[float | None]) -> float | None:
+    """Mean log-probability per token; tokens with an unknown logprob are left out."""
+    known = [lp for lp in logprobs if lp is not None and math.isfinite(lp)]
+    if not known:
+        return None
+    return sum(min(0.0, lp) for lp in known) / len(known)
+
+
+def geometric_mean_probability(logprobs: Sequence[float | None]) -> float | None:
+    """exp(mean logprob): a length-normalised probability in [0, 1]."""
+    m = mean_logprob(logprobs)
+    return None if m is None else math.exp(m)
+
+
+def pmi_per_token(conditional: Sequence[float | None], unconditional: Sequence[float | None]) -> float | None:
+    """Mean log P(y|x) − mean log P(y|neutral): how much the prompt raises y's probability."""
+    c, u = mean_logprob(conditional), mean_logprob(unconditional)
+    if c is None or u is None:
+        return None
+    return c - u
+
+
+def logistic(x: float, center: float = 0.0, scale: float = 1.0) -> float:
+    """1 / (1 + e^-(x - center)/scale), safe for large |x|."""
+    z = (x - center) / scale
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def observed_consistency(response: str, samples: Sequence[str], alpha: float = CONSISTENCY_ALPHA) -> float | None:
+    """BSDetector's O: mean of α·agreement(y, yᵢ) + (1−α)·[y == yᵢ] over samples; None without samples."""
+    if not samples:
+        return None
+    total = 0.0
+    for s in samples:
+        total += alpha * agreement(response, s) + (1 - alpha) * (1.0 if exact_match(response, s) else 0.0)
+    return total / len(samples)

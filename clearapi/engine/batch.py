@@ -1,0 +1,553 @@
+"""Batch mode: a dispatch strategy that sends cache misses through a provider's batch API.
+
+Why a dispatcher and not a pipeline change: the method (`clearapi.clear.pipeline`) already
+issues every call of a row that does not depend on an earlier answer at once, and
+`Engine.map` runs a whole window of rows together. So if `Engine.chat` parks each miss in a
+queue instead of sending it, a stage of the method for the whole window lands in one batch
+by itself; rows then wait on their futures, and the calls that depend on the answers (the
+pairwise judgements) form the next batch. The pipeline never knows.
+
+The life of a miss in batch mode::
+
+    Engine.chat: cache / single-flight miss ──► BatchDispatcher.call ──► queue (+ future)
+    flush when the queue reaches the per-batch limit (requests or bytes), or when no new
+    request arrived for `BatchOptions.linger` seconds (a call_later timer reset per enqueue)
+    ──► a recorded batch for these keys still open? follow it (resume) : submit a new one
+    ──► poll with backoff ──► results joined by custom_id ──► futures ──► cache
+
+* **custom_id** is the first 40 hex digits of the cache key, so results join back
+  exactly, are valid for both providers (Anthropic allows ``[a-zA-Z0-9_-]{1,64}``), and a
+  re-run of the same work maps to the same ids.
+* **Resume**: every submitted batch, with its custom_ids, cache keys and requests, is
+  written to the cache file (`BatchStore`, tables of migrations 2 and 3) right after it is
+  created. An interrupted run (even SIGKILL mid-poll) re-run finds the open batch for the
+  keys it needs and polls it instead of paying again; answers of that batch nobody asks
+  for this time are cached anyway (they were paid for). Known gap: a kill in the
+  milliseconds between the provider creating the batch and the row being committed loses
+  the record, and that batch's work is paid twice.
+* **Failures inside a batch** (an errored line that can be retried, an expired or
+  cancelled request, a line missing from the output) are retried: online through the
+  engine's normal path (`BatchOptions.retry="online"`, the default: the rest of the run is
+  not held up by another 24-hour window) or in a new batch (``"batch"``, up to
+  `BatchOptions.max_batch_attempts` times, then online). A permanent per-line error
+  (400/404/422, 401/403) raises the same exception an online call would.
+* **Cost**: batch-served usage is booked at the profile's price times
+  ``1 - Price.batch_discount``; `--max-cost` reservations use the discounted worst case.
+
+Per-batch limits (checked 2026-11-25): OpenAI, 50,000 requests and 200 MB per input file
+(openai-python 3.x ``AsyncBatches.create`` docstring; platform.openai.com/docs/api-reference/batch/create);
+Anthropic, 100,000 requests or 256 MB per Message Batch, whichever comes first
+(docs.anthropic.com/en/docs/build-with-claude/batch-processing, "Batch limitations";
+docs.claude.com/en/api/creating-message-batches). They live on each submitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol, TypeVar
+
+from clearapi.engine.budget import Budget
+from clearapi.errors import ClearAPIError, ConfigError, FatalError, RateLimited, TransientError
+from clearapi.records import ChatRequest, ChatResponse, RunStats, Usage
+
+__all__ = [
+    "BatchDispatcher",
+    "BatchOptions",
+    "BatchPoll",
+    "BatchStore",
+    "BatchSubmitter",
+    "LineResult",
+    "PendingRequest",
+    "custom_id_for",
+    "make_submitter",
+]
+
+T = TypeVar("T")
+_log = logging.getLogger("clearapi")
+
+#: the map window `Engine.map` uses in batch mode when none is given: a whole stage of a
+#: 50,000-row window fits one OpenAI batch file
+BATCH_MAP_WINDOW = 50_000
+_IN_CHUNK = 500  # SQLite host parameters per IN (...) query
+
+
+def custom_id_for(key: str) -> str:
+    """The batch custom_id of a cache key (``b2:`` + 64 hex digits -> 40 hex digits)."""
+    return key.split(":", 1)[-1][:40]
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How batch mode behaves. ``Engine(batch=True)`` uses the defaults.
+
+    `linger`: seconds without a new request before a partial queue is sent; `poll_interval`
+    the first wait between polls of a batch, growing by `poll_backoff` up to
+    `max_poll_interval`; `max_requests` / `max_bytes` lower the provider's per-batch
+    limits (None: the provider's own); `retry`: where failed lines go next.
+    """
+
+    linger: float = 2.0
+    poll_interval: float = 10.0
+    poll_backoff: float = 1.5
+    max_poll_interval: float = 120.0
+    max_requests: int | None = None
+    max_bytes: int | None = None
+    retry: Literal["online", "batch"] = "online"
+    max_batch_attempts: int = 3
+    map_window: int = BATCH_MAP_WINDOW
+
+    def __post_init__(self) -> None:
+        for name in ("linger", "poll_interval", "max_poll_interval"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"batch {name} must be >= 0, got {getattr(self, name)}")
+        if self.poll_backoff < 1:
+            raise ConfigError(f"batch poll_backoff must be >= 1, got {self.poll_backoff}")
+        for name in ("max_requests", "max_bytes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"batch {name} must be >= 1, got {value}")
+        if self.retry not in ("online", "batch"):
+            raise ConfigError(f"batch retry must be 'online' or 'batch', got {self.retry!r}")
+        if self.max_batch_attempts < 1 or self.map_window < 1:
+            raise ConfigError("batch max_batch_attempts and map_window must be >= 1")
+
+
+# --- what a provider's batch API must offer --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchPoll:
+    """One look at a batch: `done` once results can be read (whatever the outcome)."""
+
+    status: str
+    done: bool
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class LineResult:
+    """One request's outcome: an answer, a permanent error, or a reason to retry."""
+
+    custom_id: str
+    response: ChatResponse | None = None
+    error: ClearAPIError | None = None
+    retry: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    custom_id: str
+    key: str
+    request: ChatRequest
+
+
+class BatchSubmitter(Protocol):
+    """One provider's batch API, over the adapter's SDK client (see `clearapi.adapters.*_batch`)."""
+
+    provider: str
+    max_requests: int
+    max_bytes: int
+
+    def accepts(self, request: ChatRequest) -> bool:
+        """Can this request go into a batch (else it is served online)?"""
+        ...
+
+    def entry(self, custom_id: str, request: ChatRequest) -> bytes:
+        """The request as one line of the batch (its size counts against `max_bytes`)."""
+        ...
+
+    async def submit(self, entries: Sequence[bytes]) -> tuple[str, str | None]:
+        """Create a batch of these entries; (batch id, input file id or None)."""
+        ...
+
+    async def poll(self, batch_id: str) -> BatchPoll: ...
+
+    async def results(self, batch_id: str, poll: BatchPoll,
+                      requests: Mapping[str, ChatRequest]) -> list[LineResult]:
+        """Every line the provider reports, decoded with the request that produced it."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_submitter(protocol: str, adapter: object, *, provider: str) -> BatchSubmitter:
+    """The submitter for a wire protocol, sharing the adapter's SDK client and mapping code."""
+    if protocol == "openai_chat":
+        from clearapi.adapters.openai_batch import OpenAIBatchSubmitter
+        from clearapi.adapters.openai_chat import OpenAIChatAdapter
+
+        if isinstance(adapter, OpenAIChatAdapter):
+            return OpenAIBatchSubmitter(adapter)
+    elif protocol == "anthropic_messages":
+        from clearapi.adapters.anthropic_batch import AnthropicBatchSubmitter
+        from clearapi.adapters.anthropic_messages import AnthropicMessagesAdapter
+
+        if isinstance(adapter, AnthropicMessagesAdapter):
+            return AnthropicBatchSubmitter(adapter)
+    raise ConfigError(f"provider {provider!r} (protocol {protocol}) has no batch API that clearapi can use; "
+                      "run without --batch")
+
+
+# --- state in the cache file ----------------------------------------------------------------
+
+
+class BatchStore:
+    """The ``batches`` / ``batch_requests`` tables of the cache file, on a private thread.
+
+    Its own connection (SQLite WAL lets it share the file with the response cache); the
+    event loop never waits on SQLite.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clearapi-batches")
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            from clearapi.engine.cache import open_db
+
+            self._conn = open_db(self.path)
+        return self._conn
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def open_batches(self, keys: Iterable[str], *, provider: str, base_url: str) -> dict[str, set[str]]:
+        """Batches not yet collected that hold any of `keys`: batch id -> those keys."""
+        wanted = list(keys)
+
+        def read() -> dict[str, set[str]]:
+            out: dict[str, set[str]] = {}
+            db = self._db()
+            for i in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[i:i + _IN_CHUNK]
+                rows = db.execute(
+                    "SELECT r.batch_id, r.key FROM batch_requests r JOIN batches b ON b.id = r.batch_id"
+                    " WHERE b.status != 'collected' AND b.provider = ? AND b.base_url = ?"
+                    f" AND r.key IN ({','.join('?' * len(chunk))})", (provider, base_url, *chunk)).fetchall()
+                for batch_id, key in rows:
+                    out.setdefault(str(batch_id), set()).add(str(key))
+            return out
+
+        return await self._run(read)
+
+    async def record(self, batch_id: str, input_file_id: str | None, members: Sequence[PendingRequest], *,
+                     provider: str, base_url: str, model: str) -> None:
+        """Remember a submitted batch before anything else happens to it."""
+        now = time.time()
+        rows = [(batch_id, p.custom_id, p.key, p.request.model_dump_json().encode()) for p in members]
+
+        def write() -> None:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("INSERT OR REPLACE INTO batches (id, provider, base_url, model, status, input_file_id,"
+                           " request_count, created_at, updated_at) VALUES (?, ?, ?, ?, 'submitted', ?, ?, ?, ?)",
+                           (batch_id, provider, base_url, model, input_file_id, len(rows), now, now))
+                db.executemany("INSERT OR REPLACE INTO batch_requests (batch_id, custom_id, key, request)"
+                               " VALUES (?, ?, ?, ?)", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def members(self, batch_id: str) -> list[PendingRequest]:
+        def read() -> list[tuple[str, str, bytes | None]]:
+            return self._db().execute("SELECT custom_id, key, request FROM batch_requests WHERE batch_id = ?",
+                                      (batch_id,)).fetchall()
+
+        out: list[PendingRequest] = []
+        for cid, key, blob in await self._run(read):
+            if blob is None:
+                continue
+            try:
+                out.append(PendingRequest(str(cid), str(key), ChatRequest.model_validate_json(blob)))
+            except ValueError:
+                continue  # written by an incompatible version: that answer is not cached
+        return out
+
+    async def set_status(self, batch_id: str, status: str, *, output_file_id: str | None = None,
+                         error_file_id: str | None = None) -> None:
+        def write() -> None:
+            self._db().execute(
+                "UPDATE batches SET status = ?, output_file_id = COALESCE(?, output_file_id),"
+                " error_file_id = COALESCE(?, error_file_id), updated_at = ? WHERE id = ?",
+                (status, output_file_id, error_file_id, time.time(), batch_id))
+
+        await self._run(write)
+
+    async def collected(self, batch_id: str, statuses: Mapping[str, str]) -> None:
+        """The batch's results are in the response cache (or retried): mark it, drop request copies."""
+        def write() -> None:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("UPDATE batch_requests SET status = ?, request = NULL"
+                               " WHERE batch_id = ? AND custom_id = ?",
+                               [(s, batch_id, cid) for cid, s in statuses.items()])
+                db.execute("UPDATE batch_requests SET request = NULL WHERE batch_id = ?", (batch_id,))
+                db.execute("UPDATE batches SET status = 'collected', updated_at = ? WHERE id = ?",
+                           (time.time(), batch_id))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        with contextlib.suppress(RuntimeError):
+            await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=False)
+
+
+# --- the dispatcher --------------------------------------------------------------------------
+
+
+@dataclass
+class _Queued:
+    pending: PendingRequest
+    line: bytes
+    future: asyncio.Future[LineResult]
+
+
+class BatchDispatcher:
+    """Collects the engine's cache misses into provider batches and hands back answers.
+
+    `call` returns the answer, raises a permanent error, or returns None when the request
+    should be served online (not batchable, or a failed line under ``retry="online"``).
+    `cache_put(key, response)` stores answers of a resumed batch that nobody in this run
+    asked for. A run-stopping error (bad key on upload) reaches every waiter, and the
+    engine's hook stops the engine with it.
+    """
+
+    def __init__(self, submitter: BatchSubmitter, options: BatchOptions, *, budget: Budget, stats: RunStats,
+                 discount: float, provider: str, base_url: str, model: str, store: BatchStore | None,
+                 cache_put: Callable[[str, ChatResponse], object] | None,
+                 prompt_estimate: Callable[[ChatRequest], float]) -> None:
+        self.submitter = submitter
+        self.options = options
+        self.max_requests = min(submitter.max_requests, options.max_requests or submitter.max_requests)
+        self.max_bytes = min(submitter.max_bytes, options.max_bytes or submitter.max_bytes)
+        self._budget = budget
+        self._stats = stats
+        self._discount = discount
+        self._provider = provider
+        self._base_url = base_url
+        self._model = model
+        self._store = store
+        self._cache_put = cache_put
+        self._estimate = prompt_estimate
+        self._queue: dict[str, _Queued] = {}
+        self._queued_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        #: sizes of the batches this dispatcher submitted (requests per batch file)
+        self.batch_sizes: list[int] = []
+
+    # -- the engine's hook -------------------------------------------------------------------
+    async def call(self, key: str, request: ChatRequest) -> ChatResponse | None:
+        if self._closed or not self.submitter.accepts(request):
+            return None
+        completion_max = request.max_tokens * request.n
+        worst = self._budget.worst_case(self._estimate(request) * 4 / 3, completion_max)
+        attempts = 0
+        while True:
+            hold = self._budget.reserve(worst * (1.0 - self._discount))
+            usage = None
+            try:
+                result = await self._enqueue(key, request)
+                if result.response is not None:
+                    usage = result.response.usage
+            finally:
+                self._budget.settle(hold, None)
+                if usage is not None:
+                    self._book(usage)
+            if result.response is not None:
+                return result.response
+            if result.error is not None:
+                self._stats.failures += 1
+                raise copy.copy(result.error)  # one instance per waiter: tracebacks are not shared
+            attempts += 1
+            reason = f"batch_{result.retry or 'failed'}"
+            self._stats.retries[reason] = self._stats.retries.get(reason, 0) + 1
+            if self.options.retry == "online" or attempts >= self.options.max_batch_attempts:
+                return None
+
+    def _book(self, usage: Usage) -> None:
+        self._budget.spent += self._budget.cost(usage) * (1.0 - self._discount)
+        self._stats.requests += 1
+        self._stats.batch_requests += 1
+        self._stats.prompt_tokens += usage.prompt_tokens
+        self._stats.completion_tokens += usage.completion_tokens
+
+    # -- the queue ---------------------------------------------------------------------------
+    def _enqueue(self, key: str, request: ChatRequest) -> asyncio.Future[LineResult]:
+        cid = custom_id_for(key)
+        queued = self._queue.get(cid)
+        if queued is not None:  # the engine's single-flight makes this rare; share the slot
+            return queued.future
+        line = self.submitter.entry(cid, request)
+        if self._queue and (len(self._queue) + 1 > self.max_requests
+                            or self._queued_bytes + len(line) + 1 > self.max_bytes):
+            self._flush()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[LineResult] = loop.create_future()
+        self._queue[cid] = _Queued(PendingRequest(cid, key, request), line, fut)
+        self._queued_bytes += len(line) + 1
+        if len(self._queue) >= self.max_requests:
+            self._flush()
+        else:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_later(self.options.linger, self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        group, self._queue, self._queued_bytes = self._queue, {}, 0
+        group = {cid: q for cid, q in group.items() if not q.future.done()}  # waiters cancelled meanwhile
+        if group and not self._closed:
+            self._spawn(self._dispatch(group))
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- one flushed group -------------------------------------------------------------------
+    async def _dispatch(self, group: dict[str, _Queued]) -> None:
+        try:
+            if self._store is not None:
+                open_batches = await self._store.open_batches(
+                    (q.pending.key for q in group.values()), provider=self._provider, base_url=self._base_url)
+                for batch_id, keys in open_batches.items():
+                    cids = {custom_id_for(k) for k in keys}
+                    waiting = {cid: group.pop(cid) for cid in list(group) if cid in cids}
+                    if waiting:
+                        _log.info("resuming batch %s (%d requests of this run)", batch_id, len(waiting))
+                        self._spawn(self._follow(batch_id, waiting))
+            if not group:
+                return
+            entries = [q.line for q in group.values()]
+            batch_id, file_id = await self.submitter.submit(entries)
+            self._stats.batches += 1
+            self.batch_sizes.append(len(entries))
+            if self._store is not None:
+                await self._store.record(batch_id, file_id, [q.pending for q in group.values()],
+                                         provider=self._provider, base_url=self._base_url, model=self._model)
+        except FatalError as exc:
+            self._fail(group, exc)
+            return
+        except (TransientError, RateLimited) as exc:
+            _log.warning("could not submit a batch of %d requests: %s", len(group), exc)
+            self._resolve(group, [LineResult(cid, retry="submit_failed") for cid in group])
+            return
+        except BaseException as exc:
+            self._fail(group, exc)
+            raise
+        await self._follow(batch_id, group)
+
+    async def _follow(self, batch_id: str, waiting: dict[str, _Queued]) -> None:
+        """Poll `batch_id` until it is done, then hand every waiter its line."""
+        try:
+            delay = self.options.poll_interval
+            while True:
+                try:
+                    poll = await self.submitter.poll(batch_id)
+                except (TransientError, RateLimited) as exc:
+                    _log.warning("polling batch %s failed, will try again: %s", batch_id, exc)
+                else:
+                    if self._store is not None:
+                        await self._store.set_status(batch_id, poll.status)
+                    if poll.done:
+                        break
+                await asyncio.sleep(delay)
+                delay = min(delay * self.options.poll_backoff, self.options.max_poll_interval)
+            requests = {cid: q.pending.request for cid, q in waiting.items()}
+            orphans: dict[str, PendingRequest] = {}
+            if self._store is not None:
+                for member in await self._store.members(batch_id):
+                    if member.custom_id not in requests:
+                        orphans[member.custom_id] = member
+                        requests[member.custom_id] = member.request
+            lines = await self.submitter.results(batch_id, poll, requests)
+        except FatalError as exc:
+            self._fail(waiting, exc)
+            return
+        except BaseException as exc:
+            self._fail(waiting, exc)
+            raise
+        statuses: dict[str, str] = {}
+        for line in lines:
+            statuses[line.custom_id] = "done" if line.response is not None else (
+                "error" if line.error is not None else f"retry:{line.retry}")
+            orphan = orphans.get(line.custom_id)
+            if orphan is not None and line.response is not None:
+                self._book(line.response.usage)  # paid for in an earlier run; keep the answer
+                if self._cache_put is not None:
+                    stored = self._cache_put(orphan.key, line.response)
+                    if asyncio.iscoroutine(stored):
+                        await stored
+        self._resolve(waiting, lines)
+        if self._store is not None:
+            await self._store.collected(batch_id, statuses)
+
+    def _resolve(self, waiting: Mapping[str, _Queued], lines: Iterable[LineResult]) -> None:
+        for line in lines:
+            q = waiting.get(line.custom_id)
+            if q is not None and not q.future.done():
+                q.future.set_result(line)
+        for cid, q in waiting.items():
+            if not q.future.done():
+                q.future.set_result(LineResult(cid, retry="missing"))
+
+    def _fail(self, waiting: Mapping[str, _Queued], exc: BaseException) -> None:
+        for q in waiting.values():
+            if not q.future.done():
+                if isinstance(exc, ClearAPIError):
+                    q.future.set_result(LineResult(q.pending.custom_id, error=exc))
+                else:
+                    q.future.set_exception(exc)
+                    q.future.exception()  # retrieved here; the waiter re-raises it
+
+    async def aclose(self) -> None:
+        """Stop timers and pollers (batches stay recorded: a re-run resumes them)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for q in self._queue.values():
+            q.future.cancel()
+        self._queue = {}
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self.submitter.aclose()
+        finally:
+            if self._store is not None:
+                await self._store.aclose()

@@ -1,0 +1,280 @@
+"""The on-disk response cache: one SQLite file that makes every run resumable.
+
+Why SQLite: one file, atomic commits, WAL lets readers and a writer (and two runs sharing
+the file) proceed together, and a SIGKILL loses nothing that was committed. Every answer
+is committed before `Engine.chat` returns it, so a killed run re-run repeats only the calls
+that were in flight.
+
+* Key: ``"b2:" + blake2b(canonical JSON)`` of the profile, protocol, base URL, model and
+  every `ChatRequest` field except ``tag``. Canonical means orjson with sorted keys, so
+  the same request always hashes the same; the ``b2:`` prefix names the algorithm so a
+  later change of scheme is detectable. The API key is never part of it.
+* Value: the normalised `ChatResponse` JSON without ``ratelimit`` (headers of one moment)
+  and without ``cached``.
+* Schema changes are numbered migrations recorded in ``schema_migrations``; migration 2
+  creates the ``batches`` / ``batch_requests`` tables that batch mode (issue 9) records its
+  submitted batches in, so an interrupted run resumes polling rather than paying twice;
+  migration 3 keeps each batched request's JSON until its batch is collected, so a resumed
+  batch's answers can be decoded and cached even for requests the re-run does not ask for.
+* The file is created 0600 (SQLite gives its ``-wal``/``-shm`` files the same mode) in a
+  0700 folder: responses can quote private data.
+
+SQLite calls are blocking, so they run on one private worker thread with their own
+connection; the event loop never waits on a lock held by another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from clearapi.errors import ConfigError
+from clearapi.records import ChatRequest, ChatResponse
+
+__all__ = ["ResponseCache", "cache_key", "cache_stats", "clear_cache", "default_cache_path", "open_db"]
+
+T = TypeVar("T")
+
+KEY_PREFIX = "b2:"
+BUSY_TIMEOUT_MS = 30_000
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+        CREATE TABLE responses (
+            key TEXT PRIMARY KEY,
+            response BLOB NOT NULL,
+            provider TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX responses_created_at ON responses(created_at);
+    """),
+    (2, """
+        CREATE TABLE batches (
+            id TEXT PRIMARY KEY,              -- the provider's batch id
+            provider TEXT NOT NULL,
+            base_url TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL,             -- submitted / in_progress / ended / failed / collected
+            input_file_id TEXT,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            request_count INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            detail BLOB                       -- provider JSON, for debugging
+        );
+        CREATE TABLE batch_requests (
+            batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+            custom_id TEXT NOT NULL,
+            key TEXT NOT NULL,                -- the response cache key the answer is stored under
+            status TEXT NOT NULL DEFAULT 'pending',
+            PRIMARY KEY (batch_id, custom_id)
+        );
+        CREATE INDEX batch_requests_key ON batch_requests(key);
+    """),
+    (3, """
+        ALTER TABLE batch_requests ADD COLUMN request BLOB  -- the ChatRequest JSON, until collected
+    """),
+]
+
+
+def default_cache_path() -> Path:
+    """``$CLEARAPI_CACHE`` if set, else ``~/.cache/clearapi/cache.sqlite``."""
+    env = os.environ.get("CLEARAPI_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "clearapi" / "cache.sqlite"
+
+
+def cache_key(request: ChatRequest, *, profile: str, protocol: str, base_url: str | None,
+              model: str) -> str:
+    """The content address of a request. `model` is the effective model (request or default)."""
+    fields = request.model_dump(mode="json", exclude={"tag"})
+    fields["model"] = request.model or model
+    canonical = orjson.dumps(
+        {"v": 1, "profile": profile, "protocol": protocol, "base_url": base_url or "", "request": fields},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return KEY_PREFIX + hashlib.blake2b(canonical, digest_size=32).hexdigest()
+
+
+def _create_private(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(path, 0o600)  # in case a umask stripped nothing but a platform widened it
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    """Open (creating 0600 if needed) and migrate the cache database."""
+    try:
+        _create_private(path)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot open the response cache at {path}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise ConfigError(f"the response cache at {path} cannot use WAL mode (got {mode})")
+        # WAL + NORMAL: a commit survives the process being killed; only power loss can
+        # drop the last few, which costs a repeated call, never a corrupt file.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        _migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise ConfigError(f"{path} is not a usable clearapi cache: {exc}") from exc
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    for version, sql in MIGRATIONS:
+        if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+            continue
+        conn.execute("BEGIN IMMEDIATE")  # two processes opening a new file: one migrates
+        try:
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                conn.execute("COMMIT")
+                continue
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                         (version, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+class ResponseCache:
+    """Async access to the cache file; every method runs on the cache's own thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path).expanduser()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clearapi-cache")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = open_db(self.path)
+        return self._conn
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise RuntimeError("the response cache is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn)
+
+    async def open(self) -> None:
+        """Open and migrate now, so a bad path fails before the first call."""
+        await self._run(self._db)
+
+    async def get(self, key: str) -> ChatResponse | None:
+        def read() -> bytes | None:
+            row = self._db().execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        blob = await self._run(read)
+        if blob is None:
+            return None
+        try:
+            response = ChatResponse.model_validate_json(blob)
+        except ValueError:
+            return None  # written by an incompatible version: treat as a miss, overwrite later
+        response.cached = True
+        return response
+
+    async def put(self, key: str, response: ChatResponse) -> None:
+        blob = response.model_dump_json(exclude={"ratelimit", "cached"}).encode()
+        row = (key, blob, response.provider, response.model, response.usage.prompt_tokens,
+               response.usage.completion_tokens, time.time())
+
+        def write() -> None:
+            self._db().execute(
+                "INSERT OR REPLACE INTO responses (key, response, provider, model, prompt_tokens,"
+                " completion_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
+        await self._run(write)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def close() -> None:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA optimize")
+                self._conn.close()
+                self._conn = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=False)
+
+
+def cache_stats(path: Path) -> dict[str, Any]:
+    """What `clearapi cache stats` prints: sizes, counts, schema version."""
+    conn = open_db(path)
+    try:
+        entries, first, last, ptok, ctok = conn.execute(
+            "SELECT COUNT(*), MIN(created_at), MAX(created_at), COALESCE(SUM(prompt_tokens), 0),"
+            " COALESCE(SUM(completion_tokens), 0) FROM responses").fetchone()
+        by_model = conn.execute(
+            "SELECT provider, model, COUNT(*) FROM responses GROUP BY provider, model ORDER BY 3 DESC"
+        ).fetchall()
+        version = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        batches = conn.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+    finally:
+        conn.close()
+    size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    return {
+        "path": str(path),
+        "bytes": size,
+        "entries": entries,
+        "prompt_tokens": ptok,
+        "completion_tokens": ctok,
+        "oldest": first,
+        "newest": last,
+        "by_model": [{"provider": p, "model": m, "entries": n} for p, m, n in by_model],
+        "batches": batches,
+        "schema_version": version,
+    }
+
+
+def clear_cache(path: Path, *, older_than_s: float | None = None) -> int:
+    """Delete cached responses (all, or those older than `older_than_s`); returns how many."""
+    conn = open_db(path)
+    try:
+        if older_than_s is None:
+            n = conn.execute("DELETE FROM responses").rowcount
+        else:
+            n = conn.execute("DELETE FROM responses WHERE created_at < ?",
+                             (time.time() - older_than_s,)).rowcount
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("VACUUM")
+    finally:
+        conn.close()
+    return int(n)

@@ -1,0 +1,45 @@
+"""report.html: what a curate run did, as one self-contained page.
+
+`write_report(out_dir)` reads the run's summary.json, scores.jsonl and rejects.jsonl and
+writes report.html next to them (atomically: a reader never sees half a page). The page
+needs no server and no network; its style and script ship as package data under
+``assets/`` and are inlined at render time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from clearapi.report.load import DEFAULT_TEXT_BUDGET, load_output_dir
+from clearapi.report.render import render_html
+
+__all__ = ["render_report", "write_report"]
+
+
+def render_report(out_dir: Path | str, *, text_budget: int = DEFAULT_TEXT_BUDGET) -> str:
+    """The report page for the curate output folder `out_dir`, as a string."""
+    return render_html(load_output_dir(Path(out_dir), text_budget=text_budget))
+
+
+def write_report(out_dir: Path, *, path: Path | None = None,
+                 text_budget: int = DEFAULT_TEXT_BUDGET) -> Path:
+    """Write the report for `out_dir` to `path` (default ``out_dir/report.html``) and return it.
+
+    `text_budget` bounds, in characters, the full texts embedded for the detail view;
+    rows beyond it show a preview and point at scores.jsonl.
+    """
+    out_dir = Path(out_dir)
+    target = Path(path) if path is not None else out_dir / "report.html"
+    html = render_report(out_dir, text_budget=text_budget)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A sibling temp file (not mkstemp's 0600) so the page gets the usual permissions.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+            fh.write(html)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target

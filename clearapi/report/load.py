@@ -1,0 +1,331 @@
+"""Read a curate output folder into the compact tables the report embeds.
+
+A report must open fast at 100,000 rows, so the rows travel as columns (one JSON array
+per field, reasons interned) with short text previews, and full texts are embedded only
+for the rows a reader is most likely to open: corrections first, then drops, then the
+least confident of the rest, until a character budget is spent. `scores.jsonl` is read
+twice (columns, then the chosen rows by byte offset) so memory stays flat however long
+the texts are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from clearapi.errors import InputError
+from clearapi.records import Reject, RowCounts, Score, Summary
+from clearapi.report.diff import word_diff
+
+__all__ = ["ACTIONS", "ReportData", "load_output_dir"]
+
+# Index = code used in the embedded columns; -1 means "no action recorded".
+ACTIONS: tuple[str, ...] = ("keep", "correct", "drop")
+_ACTION_CODE = {name: i for i, name in enumerate(ACTIONS)}
+# Lower rank = more worth reading in full.
+_ACTION_RANK = {1: 0, 2: 1, -1: 2, 0: 3}
+
+# Table previews share a budget so 100,000 rows stay a few tens of MB: 240 chars a text
+# for small runs, down to 60 for huge ones.
+PREVIEW_BUDGET = 12_000_000
+PREVIEW_MIN, PREVIEW_MAX = 60, 240
+FULL_TEXT_CAP = 20_000
+DEFAULT_TEXT_BUDGET = 10_000_000
+MAX_REJECTS_SHOWN = 2_000
+REJECT_RAW_CHARS = 300
+REASON_CHARS = 400
+MAX_BAD_LINES_LISTED = 20
+MAX_DETAIL_FACTS = 12
+
+
+@dataclass
+class ReportData:
+    """Everything the page shows, already trimmed to what is worth embedding."""
+
+    out_dir: Path
+    summary: Summary | None
+    counts: RowCounts
+    signals: list[str]
+    line: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    confidence: list[float | None] = field(default_factory=list)
+    signal_values: dict[str, list[float | None]] = field(default_factory=dict)
+    action: list[int] = field(default_factory=list)
+    reason: list[int] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    prompt_preview: list[str] = field(default_factory=list)
+    response_preview: list[str] = field(default_factory=list)
+    truncated: list[int] = field(default_factory=list)
+    has_correction: list[bool] = field(default_factory=list)
+    details: dict[int, dict[str, Any]] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    rejects_total: int = 0
+    bad_lines: list[tuple[str, int, str]] = field(default_factory=list)
+    bad_lines_total: int = 0
+    detail_candidates: int = 0
+    preview_chars: int = PREVIEW_MAX
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.line)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def preview_chars(n_rows: int) -> int:
+    return max(PREVIEW_MIN, min(PREVIEW_MAX, PREVIEW_BUDGET // max(1, 2 * n_rows)))
+
+
+def _preview(text: str | None, limit: int) -> tuple[str, bool]:
+    if text is None:
+        return "", False
+    if len(text) <= limit:
+        return text, False
+    return text[:limit], True
+
+
+def _capped(text: str | None) -> tuple[str | None, bool]:
+    if text is None or len(text) <= FULL_TEXT_CAP:
+        return text, False
+    return text[:FULL_TEXT_CAP], True
+
+
+def _read_summary(path: Path) -> Summary | None:
+    if not path.exists():
+        return None
+    try:
+        return Summary.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        raise InputError(f"not a clearapi summary: {err.get('msg')}", file=str(path), field=where or None) from exc
+
+
+class _Columns:
+    """Pass one over scores.jsonl: everything but full texts."""
+
+    def __init__(self, data: ReportData, preview: int) -> None:
+        self.data = data
+        self.preview = preview
+        self.reason_index: dict[str, int] = {}
+        self.offsets: list[int] = []
+        self.sizes: list[int] = []
+
+    def add(self, score: Score, offset: int) -> None:
+        d = self.data
+        n = len(d.line)
+        d.line.append(score.line)
+        d.ids.append(score.id)
+        d.confidence.append(_round(score.confidence, 4))
+        for name, value in score.signals.items():
+            if name not in d.signal_values:
+                d.signals.append(name)
+                d.signal_values[name] = [None] * n
+            d.signal_values[name].append(_round(value, 4))
+        for name in d.signals:
+            column = d.signal_values[name]
+            if len(column) == n:
+                column.append(None)
+        d.action.append(_ACTION_CODE.get(score.action, -1) if score.action else -1)
+        if score.reason is None:
+            d.reason.append(-1)
+        else:
+            reason = score.reason[:REASON_CHARS]
+            idx = self.reason_index.get(reason)
+            if idx is None:
+                idx = self.reason_index[reason] = len(d.reasons)
+                d.reasons.append(reason)
+            d.reason.append(idx)
+        prompt, p_cut = _preview(score.prompt, self.preview)
+        response, r_cut = _preview(score.response, self.preview)
+        d.prompt_preview.append(prompt)
+        d.response_preview.append(response)
+        d.truncated.append(int(p_cut) | (int(r_cut) << 1))
+        alternative, _ = _alternative(score)
+        d.has_correction.append(alternative is not None)
+        self.offsets.append(offset)
+        self.sizes.append(sum(min(len(t or ""), FULL_TEXT_CAP)
+                              for t in (score.prompt, score.response, alternative)))
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(1 for raw in fh if raw.strip())
+
+
+def _read_scores(path: Path, data: ReportData) -> _Columns:
+    if not path.exists():
+        data.notes.append(f"{path.name} not found: no rows to show.")
+        return _Columns(data, PREVIEW_MAX)
+    data.preview_chars = preview_chars(_count_lines(path))
+    columns = _Columns(data, data.preview_chars)
+    with path.open("rb") as fh:
+        offset = 0
+        for number, raw in enumerate(fh, start=1):
+            here, offset = offset, offset + len(raw)
+            if not raw.strip():
+                continue
+            try:
+                score = Score.model_validate_json(raw)
+            except ValidationError as exc:
+                data.bad_lines_total += 1
+                if len(data.bad_lines) < MAX_BAD_LINES_LISTED:
+                    err = exc.errors()[0]
+                    data.bad_lines.append((path.name, number, str(err.get("msg", "invalid"))[:200]))
+                continue
+            columns.add(score, here)
+    return columns
+
+
+def _choose_details(columns: _Columns, budget: int) -> list[int]:
+    """Rows whose full texts are embedded: corrections, then drops, then the least confident."""
+    d = columns.data
+    candidates = [i for i in range(d.n_rows) if d.truncated[i] or d.has_correction[i]]
+    d.detail_candidates = len(candidates)
+
+    def priority(i: int) -> tuple[int, float, int]:
+        conf = d.confidence[i]
+        return (_ACTION_RANK[d.action[i]], 2.0 if conf is None else conf, i)
+
+    chosen: list[int] = []
+    spent = 0
+    for i in sorted(candidates, key=priority):
+        size = columns.sizes[i]
+        if spent + size > budget:
+            continue
+        spent += size
+        chosen.append(i)
+    return chosen
+
+
+def _alternative(score: Score) -> tuple[str | None, bool]:
+    """The text to set beside the response: the correction, else the model's own answer
+    (the pipeline's ``details["candidate"]``), which shows a reader why a row was not corrected.
+    The flag says it is a candidate that was not applied."""
+    if score.correction is not None:
+        return score.correction, False
+    candidate = score.details.get("candidate")
+    if isinstance(candidate, str) and candidate.strip():
+        return candidate, True
+    return None, False
+
+
+def _scalar_details(details: dict[str, Any]) -> dict[str, Any]:
+    """Small numbers and words from `Score.details` (e.g. candidate confidence, mean logprob)."""
+    out: dict[str, Any] = {}
+    for key, value in details.items():
+        if len(out) >= MAX_DETAIL_FACTS:
+            break
+        if key == "candidate":
+            continue
+        if isinstance(value, bool) or (isinstance(value, str) and len(value) <= 120):
+            out[key] = value
+        elif isinstance(value, int | float):
+            out[key] = round(float(value), 4) if isinstance(value, float) else value
+    return out
+
+
+def _detail(score: Score) -> dict[str, Any]:
+    prompt, p_cut = _capped(score.prompt)
+    response, r_cut = _capped(score.response)
+    alternative, is_candidate = _alternative(score)
+    correction, c_cut = _capped(alternative)
+    out: dict[str, Any] = {"p": prompt}
+    if is_candidate:
+        out["k"] = 1
+    facts = _scalar_details(score.details)
+    if facts:
+        out["f"] = facts
+    if response is not None and correction is not None:
+        out["d"] = word_diff(response, correction)
+    else:
+        out["r"] = response
+        out["c"] = correction
+    if score.methods:
+        out["m"] = score.methods
+    if score.correction_confidence is not None:
+        out["cc"] = round(score.correction_confidence, 4)
+    cut = int(p_cut) | (int(r_cut) << 1) | (int(c_cut) << 2)
+    if cut:
+        out["t"] = cut
+    return out
+
+
+def _read_details(path: Path, columns: _Columns, chosen: list[int]) -> None:
+    if not chosen:
+        return
+    with path.open("rb") as fh:
+        for i in sorted(chosen, key=lambda k: columns.offsets[k]):
+            fh.seek(columns.offsets[i])
+            columns.data.details[i] = _detail(Score.model_validate_json(fh.readline()))
+
+
+def _read_rejects(path: Path, data: ReportData) -> None:
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                reject = Reject.model_validate_json(raw)
+            except ValidationError as exc:
+                data.bad_lines_total += 1
+                if len(data.bad_lines) < MAX_BAD_LINES_LISTED:
+                    data.bad_lines.append((path.name, number, str(exc.errors()[0].get("msg", "invalid"))[:200]))
+                continue
+            data.rejects_total += 1
+            if len(data.rejects) < MAX_REJECTS_SHOWN:
+                if reject.raw is not None and len(reject.raw) > REJECT_RAW_CHARS:
+                    reject.raw = reject.raw[:REJECT_RAW_CHARS] + "…"
+                data.rejects.append(reject)
+
+
+def _derived_counts(data: ReportData) -> RowCounts:
+    kept = sum(1 for a in data.action if a == 0)
+    corrected = sum(1 for a in data.action if a == 1)
+    dropped = sum(1 for a in data.action if a == 2)
+    rejected = data.rejects_total
+    return RowCounts(rows=data.n_rows + rejected, kept=kept, corrected=corrected,
+                     dropped=dropped, rejected=rejected)
+
+
+def load_output_dir(out_dir: Path, *, text_budget: int = DEFAULT_TEXT_BUDGET) -> ReportData:
+    """Read summary.json, scores.jsonl and rejects.jsonl from `out_dir`.
+
+    Missing files are tolerated (a run stopped early still deserves a report); a
+    summary.json that is not a clearapi summary is an `InputError`. Lines of scores.jsonl
+    that do not parse (e.g. the last line of a killed run) are skipped and listed.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise InputError("not a directory", file=str(out_dir))
+    summary = _read_summary(out_dir / "summary.json")
+    outputs = summary.outputs if summary else {}
+    scores_path = out_dir / outputs.get("scores", "scores.jsonl")
+    rejects_path = out_dir / outputs.get("rejects", "rejects.jsonl")
+    if summary is None and not scores_path.exists():
+        raise InputError("no summary.json or scores.jsonl here: not a clearapi output folder",
+                         file=str(out_dir))
+    data = ReportData(out_dir=out_dir, summary=summary, counts=RowCounts(), signals=[])
+    if summary is not None:
+        for name in summary.signals:
+            data.signals.append(name)
+            data.signal_values[name] = []
+    else:
+        data.notes.append("summary.json not found: counts are derived from scores.jsonl and rejects.jsonl.")
+    columns = _read_scores(scores_path, data)
+    _read_details(scores_path, columns, _choose_details(columns, text_budget))
+    _read_rejects(rejects_path, data)
+    # Signals the summary names but no row carries are still shown (as all n/a).
+    for name in data.signals:
+        column = data.signal_values[name]
+        column.extend([None] * (data.n_rows - len(column)))
+    data.counts = summary.counts if summary is not None else _derived_counts(data)
+    return data

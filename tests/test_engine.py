@@ -1,0 +1,482 @@
+"""Engine logic over a scripted adapter on a virtual clock: ordering, bounds, stops, budget.
+
+The engine, its limits, retries and cache run for real; only the provider is replaced
+(`ScriptedAdapter`, a boundary fake) and only the clock is virtual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from clearapi import (
+    AuthError,
+    BadRequest,
+    BudgetExceeded,
+    ChatRequest,
+    ChatResponse,
+    ConfigError,
+    Engine,
+    FatalError,
+    Message,
+    QuotaExhausted,
+    RateLimited,
+    TransientError,
+)
+from clearapi.profiles import Limits, Price, Profile
+from clearapi.records import RateLimitInfo
+from clearapi.testing.scripted_adapter import ScriptedAdapter, reply
+from clearapi.testing.virtual_clock import run_virtual
+
+PROFILE = Profile(name="fake", protocol="openai_chat", default_model="m",
+                  limits=Limits(max_concurrency=16))
+PRICED = Profile(name="priced", protocol="openai_chat", default_model="m",
+                 prices={"m": Price(input=1000.0, output=1000.0)})  # $0.001 a token: easy sums
+
+
+def req(text: str, **kw: object) -> ChatRequest:
+    return ChatRequest(messages=[Message(role="user", content=text)], **kw)  # type: ignore[arg-type]
+
+
+def number(request: ChatRequest) -> int:
+    return int(request.messages[-1].content.split()[-1])
+
+
+# -- map: order, window, laziness ---------------------------------------------------------
+
+def test_map_yields_in_input_order_although_calls_finish_out_of_order() -> None:
+    async def main() -> tuple[list[str], list[int]]:
+        finished: list[int] = []
+
+        async def respond(request: ChatRequest) -> ChatResponse:
+            i = number(request)
+            await asyncio.sleep((30 - i) * 0.01)  # later items finish first
+            finished.append(i)
+            return reply(f"answer {i}")
+
+        adapter = ScriptedAdapter(respond=respond)
+        async with Engine(PROFILE, adapter=adapter, cache=False, max_concurrency=30) as engine:
+            out = [r.text async for r in engine.map(range(30), lambda i: engine.chat(req(f"item {i}")),
+                                                    window=30)]
+        return out, finished
+
+    out, finished = run_virtual(main())
+    assert out == [f"answer {i}" for i in range(30)]
+    assert finished == list(reversed(range(30)))
+
+
+def test_map_keeps_at_most_window_items_in_flight_and_pulls_items_lazily() -> None:
+    async def main() -> tuple[int, int, int]:
+        pulled = 0
+        in_flight = peak = 0
+        max_ahead = 0
+
+        def items() -> Iterator[int]:
+            nonlocal pulled
+            for i in range(500):
+                pulled += 1
+                yield i
+
+        async def fn(i: int) -> int:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.01 * (i % 7))
+            in_flight -= 1
+            return i
+
+        async with Engine(PROFILE, adapter=ScriptedAdapter(), cache=False) as engine:
+            done = 0
+            async for value in engine.map(items(), fn, window=8):
+                assert value == done
+                done += 1
+                max_ahead = max(max_ahead, pulled - done)
+        return peak, max_ahead, done
+
+    peak, max_ahead, done = run_virtual(main())
+    assert done == 500
+    assert peak <= 8
+    assert max_ahead <= 8
+
+
+def test_map_accepts_async_iterables() -> None:
+    async def main() -> list[int]:
+        async def items() -> Iterator[int]:  # type: ignore[misc]
+            for i in range(20):
+                await asyncio.sleep(0.001)
+                yield i
+
+        async def double(i: int) -> int:
+            return 2 * i
+
+        async with Engine(PROFILE, adapter=ScriptedAdapter(), cache=False) as engine:
+            return [v async for v in engine.map(items(), double, window=3)]  # type: ignore[arg-type]
+
+    assert run_virtual(main()) == [2 * i for i in range(20)]
+
+
+def test_map_rejects_a_window_below_one() -> None:
+    async def main() -> None:
+        async with Engine(PROFILE, adapter=ScriptedAdapter(), cache=False) as engine:
+            with pytest.raises(ValueError):
+                engine.map([1], asyncio.sleep, window=0)
+
+    run_virtual(main())
+
+
+# -- stopping -------------------------------------------------------------------------------
+
+def test_fatal_error_stops_map_keeps_finished_work_in_order_and_stops_the_engine() -> None:
+    async def main() -> tuple[list[str], BaseException | None, ScriptedAdapter, Engine]:
+        async def respond(request: ChatRequest) -> ChatResponse | BaseException:
+            i = number(request)
+            if i == 15:
+                await asyncio.sleep(0.5)
+                return AuthError("401: invalid api key")
+            await asyncio.sleep(1.0)
+            return reply(f"answer {i}")
+
+        adapter = ScriptedAdapter(respond=respond)
+        got: list[str] = []
+        error: BaseException | None = None
+        async with Engine(PROFILE, adapter=adapter, cache=False, max_concurrency=10) as engine:
+            try:
+                async for r in engine.map(range(100), lambda i: engine.chat(req(f"item {i}")), window=10):
+                    got.append(r.text)
+            except FatalError as exc:
+                error = exc
+            calls_at_stop = adapter.calls
+            with pytest.raises(AuthError):  # the engine is stopped: no further call reaches the API
+                await engine.chat(req("item 999"))
+            assert adapter.calls == calls_at_stop
+        return got, error, adapter, engine
+
+    got, error, adapter, engine = run_virtual(main())
+    assert isinstance(error, AuthError) and "invalid api key" in str(error)
+    assert got == [f"answer {i}" for i in range(10)]  # 10..14 were still in flight: not yielded
+    assert adapter.calls == 20  # items 0-9, then 10-19; nothing after the stop
+    assert adapter.in_flight == 0  # in-flight calls were cancelled
+    assert isinstance(engine.stopped, AuthError)
+
+
+def test_a_run_stopping_error_ends_other_calls_backoff_at_once() -> None:
+    async def main() -> tuple[float, BaseException | None, int]:
+        loop = asyncio.get_running_loop()
+
+        def respond(request: ChatRequest) -> ChatResponse | BaseException:
+            if "flaky" in request.messages[-1].content:
+                return TransientError("unavailable", reason="503", retry_after=30.0)
+            return QuotaExhausted("insufficient_quota: add credit")
+
+        adapter = ScriptedAdapter(respond=respond)
+        async with Engine(PROFILE, adapter=adapter, cache=False) as engine:
+            flaky = asyncio.ensure_future(engine.chat(req("flaky")))
+            await asyncio.sleep(1.0)  # flaky is now in a 30 s backoff
+            t0 = loop.time()
+            with pytest.raises(QuotaExhausted):
+                await engine.chat(req("other"))
+            try:
+                await flaky
+                error = None
+            except BaseException as exc:
+                error = exc
+            return loop.time() - t0, error, adapter.calls
+
+    waited, error, calls = run_virtual(main())
+    assert isinstance(error, QuotaExhausted)
+    assert waited == pytest.approx(0.0, abs=1e-6)
+    assert calls == 2
+
+
+def test_return_exceptions_yields_non_fatal_errors_in_place_but_fatal_still_stops() -> None:
+    async def main() -> tuple[list[object], BaseException | None]:
+        def respond(request: ChatRequest) -> ChatResponse | BaseException:
+            i = number(request)
+            if i == 3:
+                return TransientError("broken", reason="500")
+            if i == 6:
+                return BadRequest("400: prompt too long")
+            return reply(str(i))
+
+        out: list[object] = []
+        error: BaseException | None = None
+        async with Engine(PROFILE, adapter=ScriptedAdapter(respond=respond), cache=False, max_attempts=1,
+                          max_concurrency=1) as engine:
+            try:
+                async for r in engine.map(range(10), lambda i: engine.chat(req(f"item {i}")), window=1,
+                                          return_exceptions=True):
+                    out.append(r.text if isinstance(r, ChatResponse) else type(r).__name__)
+            except BadRequest as exc:
+                error = exc
+        return out, error
+
+    out, error = run_virtual(main())
+    assert out == ["0", "1", "2", "TransientError", "4", "5"]
+    assert isinstance(error, BadRequest)
+
+
+def test_closing_map_early_cancels_what_is_in_flight() -> None:
+    async def main() -> tuple[int, int]:
+        adapter = ScriptedAdapter(latency=5.0)
+        async with Engine(PROFILE, adapter=adapter, cache=False) as engine:
+            async with contextlib.aclosing(
+                    engine.map(range(1000), lambda i: engine.chat(req(f"item {i}")), window=20)) as results:
+                async for _ in results:
+                    break
+            return adapter.in_flight, adapter.calls
+
+    in_flight, calls = run_virtual(main())
+    assert in_flight == 0
+    assert calls <= 20 + 16
+
+
+# -- concurrency and cancellation -----------------------------------------------------------
+
+def test_concurrency_bound_is_respected() -> None:
+    async def main() -> int:
+        adapter = ScriptedAdapter(latency=0.3)
+        async with Engine(PROFILE, adapter=adapter, cache=False, max_concurrency=3) as engine:
+            await asyncio.gather(*(engine.chat(req(f"q {i}")) for i in range(30)))
+        return adapter.peak_in_flight
+
+    assert run_virtual(main()) == 3
+
+
+def test_cancelled_calls_leave_no_slot_taken() -> None:
+    async def main() -> int:
+        gate = asyncio.Event()
+
+        async def respond(request: ChatRequest) -> ChatResponse:
+            await gate.wait()
+            return reply("ok")
+
+        adapter = ScriptedAdapter(respond=respond)
+        async with Engine(PROFILE, adapter=adapter, cache=False, max_concurrency=2, rpm=6000) as engine:
+            stuck = [asyncio.ensure_future(engine.chat(req(f"stuck {i}"))) for i in range(6)]
+            await asyncio.sleep(1.0)  # two hold slots, four wait for one
+            assert adapter.in_flight == 2
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
+            assert adapter.in_flight == 0 and engine.in_flight == 0
+            after = [asyncio.ensure_future(engine.chat(req(f"after {i}"))) for i in range(2)]
+            await asyncio.sleep(1.0)
+            both = adapter.in_flight  # 2 only if the cancelled calls gave their slots back
+            gate.set()
+            await asyncio.gather(*after)
+        return both
+
+    assert run_virtual(main()) == 2
+
+
+def test_identical_requests_in_flight_are_sent_once() -> None:
+    async def main() -> tuple[list[ChatResponse], int, int]:
+        adapter = ScriptedAdapter(latency=1.0)
+        async with Engine(PROFILE, adapter=adapter, cache=False) as engine:
+            answers = await asyncio.gather(*(engine.chat(req("same question")) for _ in range(10)))
+            return answers, adapter.calls, engine.stats.cache_hits
+
+    answers, calls, hits = run_virtual(main())
+    assert calls == 1
+    assert hits == 9
+    assert {a.text for a in answers} == {"echo: same question"}
+    assert sum(a.cached for a in answers) == 9
+
+
+def test_a_cancelled_leader_hands_the_call_to_a_follower() -> None:
+    async def main() -> tuple[str, int]:
+        adapter = ScriptedAdapter(latency=1.0)
+        async with Engine(PROFILE, adapter=adapter, cache=False) as engine:
+            leader = asyncio.ensure_future(engine.chat(req("same")))
+            await asyncio.sleep(0.1)
+            follower = asyncio.ensure_future(engine.chat(req("same")))
+            await asyncio.sleep(0.1)
+            leader.cancel()
+            answer = await follower
+            return answer.text, adapter.calls
+
+    text, calls = run_virtual(main())
+    assert text == "echo: same"
+    assert calls == 2
+
+
+# -- limits --------------------------------------------------------------------------------
+
+def test_rpm_limit_paces_calls_through_the_engine() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        times: list[float] = []
+
+        def respond(request: ChatRequest) -> ChatResponse:
+            times.append(loop.time() - t0)
+            return reply("ok")
+
+        async with Engine(PROFILE, adapter=ScriptedAdapter(respond=respond), cache=False, rpm=120,
+                          max_concurrency=50) as engine:
+            await asyncio.gather(*(engine.chat(req(f"q {i}")) for i in range(40)))
+        return times
+
+    times = run_virtual(main())
+    # 120 rpm paced at 98%: one call every ~0.51 s, never more than 2 (a second's worth) at once
+    assert times[-1] == pytest.approx(39 * 60 / (120 * 0.98), rel=0.02)
+    assert max(sum(1 for t in times if s <= t < s + 1.0) for s in times) <= 3
+
+
+def test_tpm_limit_counts_max_tokens_and_settles_prompt_from_usage() -> None:
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        adapter = ScriptedAdapter(respond=lambda r: reply("ok", prompt_tokens=10, completion_tokens=2))
+        async with Engine(PROFILE, adapter=adapter, cache=False, tpm=6000, max_concurrency=50,
+                          burst_seconds=1.0) as engine:
+            t0 = loop.time()
+            await asyncio.gather(*(engine.chat(req(f"q {i}", max_tokens=90)) for i in range(21)))
+            return loop.time() - t0
+
+    # each call counts 10 prompt + 90 max_tokens = 100 tokens at 98 tokens/s, burst ~98
+    elapsed = run_virtual(main())
+    assert elapsed == pytest.approx(20 * 100 / 98, rel=0.06)
+
+
+def test_a_request_larger_than_the_whole_tpm_limit_fails_fast() -> None:
+    async def main() -> int:
+        adapter = ScriptedAdapter()
+        async with Engine(PROFILE, adapter=adapter, cache=False, tpm=1000) as engine:
+            with pytest.raises(BadRequest, match="tokens-per-minute"):
+                await engine.chat(req("q", max_tokens=4000))
+        return adapter.calls
+
+    assert run_virtual(main()) == 0
+
+
+def test_limits_are_learned_from_rate_limit_headers() -> None:
+    async def main() -> tuple[float | None, float | None, float | None]:
+        def respond(request: ChatRequest) -> ChatResponse:
+            r = reply("ok")
+            r.ratelimit = RateLimitInfo(limit_requests=300, remaining_requests=299,
+                                        limit_tokens=90_000, remaining_tokens=89_000)
+            return r
+
+        async with Engine(PROFILE, adapter=ScriptedAdapter(respond=respond), cache=False) as engine:
+            assert engine.stats.learned_rpm is None
+            await engine.chat(req("q"))
+            return engine.stats.learned_rpm, engine.stats.learned_tpm, engine.rpm
+
+    learned_rpm, learned_tpm, pacing = run_virtual(main())
+    assert (learned_rpm, learned_tpm) == (300, 90_000)
+    assert pacing == pytest.approx(294)
+
+
+def test_aimd_finds_an_unknown_limit_and_answers_everything() -> None:
+    limit_per_s = 2.0  # the hidden limit: 120 rpm, burst of 2
+
+    async def main() -> tuple[int, int, float | None]:
+        loop = asyncio.get_running_loop()
+        level = 2.0
+        last = loop.time()
+
+        def respond(request: ChatRequest) -> ChatResponse | BaseException:
+            nonlocal level, last
+            now = loop.time()
+            level = min(2.0, level + (now - last) * limit_per_s)
+            last = now
+            if level < 1.0:
+                return RateLimited("rate limit reached", retry_after=None)
+            level -= 1.0
+            return reply(request.messages[-1].content)
+
+        adapter = ScriptedAdapter(respond=respond, latency=0.05)
+        async with Engine(PROFILE, adapter=adapter, cache=False, max_concurrency=8) as engine:
+            out = [r.text async for r in engine.map(range(300), lambda i: engine.chat(req(f"q {i}")))]
+            assert out == [f"q {i}" for i in range(300)]
+            stats = engine.stats
+        return stats.rate_limited, stats.requests, stats.learned_rpm
+
+    rate_limited, requests, learned = run_virtual(main())
+    assert learned is not None and 30 <= learned <= 200
+    assert rate_limited < 0.2 * requests
+
+
+# -- budget and accounting --------------------------------------------------------------------
+
+def test_budget_stops_before_it_would_be_exceeded() -> None:
+    async def main() -> tuple[int, float, BaseException | None]:
+        adapter = ScriptedAdapter(respond=lambda r: reply("ok", prompt_tokens=10, completion_tokens=5),
+                                  latency=0.1)
+        error: BaseException | None = None
+        async with Engine(PRICED, adapter=adapter, cache=False, max_cost=0.5, max_concurrency=4) as engine:
+            try:
+                async for _ in engine.map(range(100), lambda i: engine.chat(req(f"q {i}", max_tokens=20))):
+                    pass
+            except BudgetExceeded as exc:
+                error = exc
+            with pytest.raises(BudgetExceeded):
+                await engine.chat(req("one more", max_tokens=20))
+            return adapter.calls, engine.stats.cost_usd, error
+
+    calls, cost, error = run_virtual(main())
+    assert isinstance(error, BudgetExceeded) and "max-cost" in str(error)
+    # each call costs $0.015 and reserves at most ~$0.03: the budget is used, never passed
+    assert cost <= 0.5
+    assert cost >= 0.5 - 4 * 0.03 - 0.03
+    # every call that returned was booked; up to 4 (the concurrency) were cut off by the stop
+    assert calls - 4 <= round(cost / 0.015) <= calls
+
+
+def test_max_cost_without_a_known_price_refuses_to_start() -> None:
+    with pytest.raises(ConfigError, match="needs a price"):
+        Engine(PROFILE, adapter=ScriptedAdapter(), cache=False, max_cost=5.0)
+
+
+def test_accounting_adds_up() -> None:
+    async def main() -> Engine:
+        script = [RateLimited("slow", retry_after=1.0), TransientError("x", reason="502")]
+        adapter = ScriptedAdapter(script, respond=lambda r: reply("ok", prompt_tokens=7, completion_tokens=3))
+        async with Engine(PRICED, adapter=adapter, cache=False) as engine:
+            for i in range(5):
+                await engine.chat(req(f"q {i}"))
+        return engine
+
+    stats = run_virtual(main()).stats
+    assert stats.logical_calls == 5 and stats.requests == 7
+    assert stats.retries == {"429": 1, "502": 1} and stats.rate_limited == 1
+    assert (stats.prompt_tokens, stats.completion_tokens) == (35, 15)
+    assert stats.cost_usd == pytest.approx(0.05) and stats.cost_known
+    assert stats.wall_seconds > 0
+
+
+def test_unknown_price_is_reported_as_unknown_not_as_free() -> None:
+    async def main() -> Engine:
+        async with Engine(PROFILE, adapter=ScriptedAdapter(), cache=False) as engine:
+            await engine.chat(req("q"))
+        return engine
+
+    stats = run_virtual(main()).stats
+    assert stats.cost_known is False
+
+
+def test_invalid_settings_fail_with_a_clear_message() -> None:
+    with pytest.raises(ConfigError, match="rpm"):
+        Engine(PROFILE, adapter=ScriptedAdapter(), cache=False, rpm=0)
+    with pytest.raises(ConfigError, match="max_concurrency"):
+        Engine(PROFILE, adapter=ScriptedAdapter(), cache=False, max_concurrency=0)
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+def test_progress_bar_draws_on_stderr_only_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    async def main(progress: bool | None) -> None:
+        async with Engine(PROFILE, adapter=ScriptedAdapter(), cache=False, progress=progress) as engine:
+            async for _ in engine.map(range(5), lambda i: engine.chat(req(f"q {i}")), total=5):
+                pass
+
+    run_virtual(main(None))  # not a terminal: quiet
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and quiet.out == ""
+    run_virtual(main(True))
+    shown = capsys.readouterr()
+    assert "rows" in shown.err and "5/5" in shown.err
+    assert shown.out == ""
