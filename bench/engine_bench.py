@@ -148,6 +148,26 @@ async def _plain_sdk(url: str, n: int, concurrency: int) -> float:
     return n / elapsed
 
 
+async def _adapter_only(url: str, n: int, concurrency: int) -> float:
+    """The same gather loop over our OpenAI adapter alone: splits SDK, adapter and engine costs."""
+    from clearapi.adapters import create_adapter
+
+    adapter = create_adapter(load_profile("openai"), model=MODEL, base_url=url + "/v1", api_key=KEY,
+                             timeout=120.0, max_concurrency=concurrency)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> str:
+        async with sem:
+            return (await adapter.chat(question(i))).text
+
+    t0 = time.perf_counter()
+    out = await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - t0
+    await adapter.aclose()
+    assert len(out) == n
+    return n / elapsed
+
+
 async def _engine(url: str, n: int, concurrency: int, cache: Path | bool) -> float:
     profile = load_profile("openai")
     profile = profile.model_copy(update={"limits": Limits(rpm=None, tpm=None, max_concurrency=concurrency)})
@@ -164,11 +184,12 @@ async def _engine(url: str, n: int, concurrency: int, cache: Path | bool) -> flo
 
 def bench_overhead(n: int, concurrency: int, rounds: int) -> bool:
     print(f"\n(b) no limit, no latency: {n} requests at concurrency {concurrency}, best of {rounds}")
-    best = {"plain": 0.0, "engine": 0.0, "engine+cache": 0.0}
+    best = {"plain": 0.0, "adapter only": 0.0, "engine": 0.0, "engine+cache": 0.0}
     with emulator() as url, tempfile.TemporaryDirectory() as tmp:
         asyncio.run(_plain_sdk(url, min(n, 200), concurrency))  # warm up both sides
         for r in range(rounds):
             best["plain"] = max(best["plain"], asyncio.run(_plain_sdk(url, n, concurrency)))
+            best["adapter only"] = max(best["adapter only"], asyncio.run(_adapter_only(url, n, concurrency)))
             best["engine"] = max(best["engine"], asyncio.run(_engine(url, n, concurrency, False)))
             cache = Path(tmp) / f"cache{r}.sqlite"
             best["engine+cache"] = max(best["engine+cache"], asyncio.run(_engine(url, n, concurrency, cache)))
@@ -176,8 +197,9 @@ def bench_overhead(n: int, concurrency: int, rounds: int) -> bool:
         print(f"    {name:<13} {rps:8.0f} requests/s")
     factor = best["plain"] / best["engine"]
     factor_cache = best["plain"] / best["engine+cache"]
+    factor_adapter = best["plain"] / best["adapter only"]
     print(f"    overhead: engine takes {factor:.2f}x the plain loop's time ({factor_cache:.2f}x with the "
-          "SQLite cache on)")
+          f"SQLite cache on); the adapter alone {factor_adapter:.2f}x")
     ok = factor <= 1.25
     print(f"    target within 1.25x: {'MET' if ok else 'MISSED'}")
     return ok

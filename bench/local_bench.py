@@ -4,8 +4,10 @@
 
 Measures the `LocalLlamaAdapter` as the method uses it (through `chat()`, on its worker
 thread): greedy chat, chat with top-5 logprobs, n=5 sampling, a one-token multiple-choice
-rating, and teacher-forced scoring. Prints one line per workload and the machine's load,
-since the figures depend on what else shares the CPU. Nothing here asserts a speed.
+rating, and teacher-forced scoring. Prints one line per workload and the machine's load:
+wall-clock figures depend on what else shares the CPU, so each line also gives the rate per
+CPU-second this process used (what the same work costs on an idle core). Nothing here
+asserts a speed.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ async def workload(adapter: LocalLlamaAdapter, name: str, calls: int,
                    unit: str) -> None:
     await adapter.chat(make(0))  # warm: first-touch costs are not the steady state
     tokens = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(calls):
         tokens += count(await adapter.chat(make(i)))
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     print(f"{name:<34} {calls / wall:7.2f} calls/s  {tokens / wall:8.1f} {unit}/s  "
-          f"({calls} calls, {tokens} {unit}, {wall:.1f} s)")
+          f"| per CPU-second: {calls / cpu:6.2f} calls {tokens / cpu:7.1f} {unit}  "
+          f"({calls} calls, {tokens} {unit}, {wall:.1f} s wall, {cpu:.1f} s CPU)")
 
 
 async def main() -> None:

@@ -74,8 +74,12 @@ BAD_LINES = (b"{not json", b"[1, 2, 3]", b'{"messages": "oops"}', b"\xff\xfe bad
              b'{"id": "row-1", "messages": [{"role": "user", "content": "dup"}, {"role": "assistant", "content": "x"}]}')
 
 
-def generate(path: Path, shape: str, lines: int, *, seed: int = 7) -> int:
-    """Write `lines` lines (about 1% bad, a blank line now and then); return the bytes written."""
+def generate(path: Path, shape: str, lines: int, *, seed: int = 7, ids: bool = True) -> int:
+    """Write `lines` lines (about 1% bad, a blank line now and then); return the bytes written.
+
+    Without `ids` the rows carry no explicit id, which shows the reader's own memory (the
+    duplicate-id table is the only thing that grows with the file, 12 bytes a slot).
+    """
     rng = random.Random(seed)
     make = SHAPES[shape]
     out_file = gzip.open(path, "wb", compresslevel=6) if path.suffix == ".gz" else open(path, "wb")  # noqa: SIM115
@@ -87,7 +91,11 @@ def generate(path: Path, shape: str, lines: int, *, seed: int = 7) -> int:
             elif i % 997 == 0:
                 buffer.append(b"")
             else:
-                buffer.append(orjson.dumps(make(rng, i)))
+                row = make(rng, i)
+                if not ids:
+                    row.pop("id", None)
+                    row.pop("custom_id", None)
+                buffer.append(orjson.dumps(row))
             if len(buffer) >= 10_000:
                 out.write(b"\n".join(buffer) + b"\n")
                 buffer.clear()
@@ -140,6 +148,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--shapes", default="openai_chat", help="comma-separated, or 'all'")
     parser.add_argument("--no-gzip", action="store_true", help="skip the gzip variant")
+    parser.add_argument("--no-ids", action="store_true", help="rows without explicit ids")
     parser.add_argument("--no-gnu-time", action="store_true", help="do not wrap the child in /usr/bin/time -v")
     parser.add_argument("--read", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -152,7 +161,7 @@ def main() -> None:
             variants = [Path(folder, f"{shape}.jsonl")] + ([] if args.no_gzip else [Path(folder, f"{shape}.jsonl.gz")])
             for path in variants:
                 started = time.perf_counter()
-                size = generate(path, shape, args.lines)
+                size = generate(path, shape, args.lines, ids=not args.no_ids)
                 print(f"generated {path.name}: {args.lines:,} lines, {size / 1e6:.1f} MB "
                       f"in {time.perf_counter() - started:.1f}s", flush=True)
                 figures = measure(path, gnu_time=not args.no_gnu_time)

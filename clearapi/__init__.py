@@ -4,6 +4,7 @@ Everything public is re-exported here; internal modules are free to move.
 """
 
 from clearapi._version import __version__
+from clearapi.clear.curation import curate, estimate, score
 from clearapi.datasets import DatasetReader, ReadStats, read_examples, to_openai_chat
 from clearapi.engine import Engine
 from clearapi.errors import (
@@ -41,6 +42,7 @@ from clearapi.report import write_report
 from clearapi.writers import AtomicJsonlWriter, write_json_atomic, write_jsonl_atomic
 
 __all__ = [
+    "__version__",
     "AtomicJsonlWriter",
     "AuthError",
     "BadRequest",
@@ -52,31 +54,33 @@ __all__ = [
     "Choice",
     "ClearAPIError",
     "ConfigError",
+    "curate",
     "DatasetReader",
     "Decision",
     "Engine",
+    "estimate",
     "Example",
     "FatalError",
     "InputError",
+    "list_profiles",
+    "load_profile",
     "Message",
     "Profile",
     "QuotaExhausted",
     "RateLimited",
+    "read_examples",
     "ReadStats",
     "Reject",
     "RowCounts",
     "RunStats",
     "Score",
+    "score",
     "Summary",
+    "to_openai_chat",
     "TokenLogprob",
     "TopLogprob",
     "TransientError",
     "Usage",
-    "__version__",
-    "list_profiles",
-    "load_profile",
-    "read_examples",
-    "to_openai_chat",
     "write_json_atomic",
     "write_jsonl_atomic",
     "write_report",

@@ -39,11 +39,12 @@ __all__ = [
     "redact",
 ]
 
-# sk-..., sk-ant-..., gsk_..., fw_..., Bearer tokens, and long opaque base64/hex runs.
+# sk-... (OpenAI, Anthropic sk-ant-, OpenRouter sk-or-), gsk_ (Groq), fw_ (Fireworks), xai-, tgp_,
+# nvapi-, Bearer tokens, and long opaque runs that are not part of a path.
 _KEY_PATTERNS = re.compile(
-    r"(?:(?:sk|pk|rk|gsk|fw|xai|tgp|or|nvapi)[-_][A-Za-z0-9_\-]{8,})"
+    r"(?:(?<![A-Za-z0-9])(?:sk|gsk|fw|xai|tgp|nvapi)[-_][A-Za-z0-9_\-]{8,})"
     r"|(?:Bearer\s+[A-Za-z0-9._\-]{8,})"
-    r"|(?:\b[A-Za-z0-9_\-]{40,}\b)"
+    r"|(?:(?<![A-Za-z0-9_\-/.])[A-Za-z0-9_\-]{40,}(?![A-Za-z0-9_\-/.]))"
 )
 
 

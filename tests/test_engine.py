@@ -38,7 +38,7 @@ PRICED = Profile(name="priced", protocol="openai_chat", default_model="m",
 
 
 def req(text: str, **kw: object) -> ChatRequest:
-    return ChatRequest(messages=[Message(role="user", content=text)], **kw)  # type: ignore[arg-type]
+    return ChatRequest(messages=[Message(role="user", content=text)], **kw)
 
 
 def number(request: ChatRequest) -> int:
@@ -113,7 +113,7 @@ def test_map_accepts_async_iterables() -> None:
             return 2 * i
 
         async with Engine(PROFILE, adapter=ScriptedAdapter(), cache=False) as engine:
-            return [v async for v in engine.map(items(), double, window=3)]  # type: ignore[arg-type]
+            return [v async for v in engine.map(items(), double, window=3)]
 
     assert run_virtual(main()) == [2 * i for i in range(20)]
 
@@ -480,3 +480,104 @@ def test_progress_bar_draws_on_stderr_only_when_asked(capsys: pytest.CaptureFixt
     shown = capsys.readouterr()
     assert "rows" in shown.err and "5/5" in shown.err
     assert shown.out == ""
+
+
+# -- construction and learning details ------------------------------------------------------------
+
+def test_an_engine_built_outside_any_event_loop_paces_from_its_first_call() -> None:
+    engine = Engine(PROFILE, adapter=ScriptedAdapter(), cache=False, rpm=60)  # no loop is running here
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        async with engine:
+            await asyncio.gather(*(engine.chat(req(f"q {i}")) for i in range(3)))
+        return loop.time() - t0
+
+    # one a second at 98% of 60 rpm: the first at once, the third about 2 s later
+    assert run_virtual(main()) == pytest.approx(2 * 60 / 58.8)
+
+
+def test_limits_are_learned_from_a_429s_headers_too() -> None:
+    async def main() -> tuple[float | None, float | None]:
+        limited = RateLimited("rate limit reached", retry_after=0.5,
+                              ratelimit=RateLimitInfo(limit_requests=90, remaining_requests=0))
+        async with Engine(PROFILE, adapter=ScriptedAdapter([limited]), cache=False) as engine:
+            await engine.chat(req("q"))
+            return engine.stats.learned_rpm, engine.rpm
+
+    learned, pacing = run_virtual(main())
+    assert learned == 90
+    assert pacing == pytest.approx(88.2)
+
+
+def test_samples_a_provider_cannot_batch_count_as_separate_requests_against_rpm() -> None:
+    from clearapi.records import Capabilities
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        adapter = ScriptedAdapter(capabilities=Capabilities(n=False),
+                                  respond=lambda r: reply("x", calls=r.n))
+        async with Engine(PROFILE, adapter=adapter, cache=False, rpm=60, burst_seconds=1.0) as engine:
+            await engine.chat(req("first", n=3))  # three calls at once: the bucket is 3 in debt...
+            t0 = loop.time()
+            await engine.chat(req("second"))  # ...so the next waits for them to drain
+            assert engine.stats.requests == 4
+            return loop.time() - t0
+
+    assert run_virtual(main()) == pytest.approx(3 * 60 / 58.8, rel=0.01)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_map_never_yields_an_exception_it_should_raise(seed: int) -> None:
+    """However completions interleave with the consumer, an error stops the map: it is never
+    handed out as if it were a result (a race between done-callbacks and the head check)."""
+    import random
+
+    rng = random.Random(seed)
+    fail_at = rng.randrange(5, 40)
+    steps = [rng.randrange(0, 4) for _ in range(60)]
+
+    async def fn(i: int) -> int:
+        for _ in range(steps[i]):
+            await asyncio.sleep(0)
+        if i == fail_at:
+            raise TransientError("boom", reason="500")
+        return i
+
+    async def main() -> list[object]:
+        got: list[object] = []
+        async with Engine(PROFILE, adapter=ScriptedAdapter(), cache=False) as engine:
+            with pytest.raises(TransientError):
+                async for value in engine.map(range(60), fn, window=rng.randrange(1, 8)):
+                    got.append(value)
+                    for _ in range(rng.randrange(0, 3)):
+                        await asyncio.sleep(0)
+        return got
+
+    got = run_virtual(main())
+    assert got == list(range(len(got)))
+    assert len(got) <= fail_at
+
+
+def test_rows_progress_counts_rows_whether_map_or_the_caller_advances_it() -> None:
+    async def main() -> tuple[int, int | None]:
+        async with Engine(PROFILE, adapter=ScriptedAdapter(), cache=False, progress=False) as engine:
+            rows = engine.progress_rows(total=12)
+            async for _ in engine.map(range(10), lambda i: engine.chat(req(f"q {i}"))):
+                pass
+            rows.advance(2)  # e.g. two rows rejected before they reached the engine
+            return rows.done, rows.total
+
+    assert run_virtual(main()) == (12, 12)
+
+
+def test_a_given_adapter_built_for_another_model_is_asked_for_the_engines_model() -> None:
+    async def main() -> list[str | None]:
+        adapter = ScriptedAdapter(model="adapter-default")
+        async with Engine(PROFILE, adapter=adapter, model="wanted", cache=False) as engine:
+            await engine.chat(req("q"))
+            await engine.chat(req("q2", model="explicit"))
+        return [r.model for r in adapter.requests]
+
+    assert run_virtual(main()) == ["wanted", "explicit"]

@@ -226,3 +226,16 @@ def test_fatal_error_class_is_what_map_raises(emulator_factory: Callable[..., Em
     with pytest.raises(FatalError):
         asyncio.run(run_all(engine, 5))
     assert emu.stats().requests == 1
+
+
+@pytest.mark.parametrize(("provider", "model", "suffix"), PROVIDERS)
+def test_engine_paces_at_the_servers_tpm_without_429s(emulator_factory: Callable[..., EmulatorThread],
+                                                      tmp_path: Path, provider: str, model: str,
+                                                      suffix: str) -> None:
+    # ~40 tokens a request (prompt + max_tokens 16, as the service counts) against 1,000 tokens/s
+    emu = emulator_factory(api_key=KEY, rpm=100_000, tpm=60_000)
+    engine = engine_for(emu, provider, model, suffix, False, max_concurrency=32)
+    answers = asyncio.run(run_all(engine, 80))
+    assert len(answers) == 80
+    assert emu.stats().rate_limited == 0
+    assert engine.stats.learned_tpm == 60_000

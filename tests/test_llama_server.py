@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest_local import LLAMA_MISSING, SKIP_REASON
 
 from clearapi.adapters import create_adapter
 from clearapi.profiles import Profile, load_profile
 from clearapi.records import ChatRequest, Message
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)]
 
 QUESTION = [Message(role="user", content="What is the capital of France? Answer in one sentence.")]
 

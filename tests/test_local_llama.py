@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest_local import LLAMA_MISSING, SKIP_REASON
 
 from clearapi.errors import BadRequest, ConfigError
 from clearapi.records import ChatRequest, Message
 
-pytestmark = pytest.mark.local
+pytestmark = [pytest.mark.local, pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)]
 
 SYSTEM = "You are a concise assistant."
 QUESTION = "What is the capital of France?"
@@ -82,6 +83,15 @@ async def test_seeds_reproduce_and_differ(adapter) -> None:  # type: ignore[no-u
     assert other.choices[0].text != texts[0]
 
 
+async def test_top_p_cuts_the_nucleus(adapter) -> None:  # type: ignore[no-untyped-def]
+    msgs = [user("Tell me a short story about a dragon.")]
+    greedy = await adapter.chat(ChatRequest(messages=msgs, max_tokens=6))
+    # a nucleus this small holds only the most likely token, so sampling at T=1 is greedy
+    narrow = await adapter.chat(ChatRequest(messages=msgs, max_tokens=6, temperature=1.0, top_p=1e-6,
+                                            n=2, seed=3))
+    assert [c.text for c in narrow.choices] == [greedy.text, greedy.text]
+
+
 async def test_stop_sequence_is_honoured(adapter) -> None:  # type: ignore[no-untyped-def]
     req = ChatRequest(messages=[user(ONE_SENTENCE)], max_tokens=20, logprobs=True)
     free = await adapter.chat(req)
@@ -92,42 +102,52 @@ async def test_stop_sequence_is_honoured(adapter) -> None:  # type: ignore[no-un
     assert "".join(t.token for t in stopped.choices[0].logprobs) == stopped.text
 
 
-def reference_scores(model_path: Path, prefix: str, response: str) -> list[float]:
-    """log p(response tokens | prefix), straight from llama.cpp logits and numpy."""
+def reference_scores(model_path: Path, prefix: str, responses: list[str]) -> list[list[float]]:
+    """log p(response tokens | prefix) for each response, straight from llama.cpp logits and numpy."""
     import llama_cpp
     import numpy as np
 
     llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=2048, logits_all=True, verbose=False)
+    out = []
     try:
         p = llm.tokenize(prefix.encode(), add_bos=False, special=True)
-        r = llm.tokenize(response.encode(), add_bos=False, special=False)
-        llm.eval(p + r)
-        logits = np.array(llm.scores[len(p) - 1:len(p) + len(r) - 1], dtype=np.float64)
-        logsoftmax = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
-            - logits.max(1, keepdims=True)
-        return [float(logsoftmax[i, t]) for i, t in enumerate(r)]
+        for response in responses:
+            r = llm.tokenize(response.encode(), add_bos=False, special=False)
+            llm.reset()
+            llm.eval(p + r)
+            logits = np.array(llm.scores[len(p) - 1:len(p) + len(r) - 1], dtype=np.float64)
+            peak = logits.max(1, keepdims=True)
+            logsoftmax = logits - peak - np.log(np.exp(logits - peak).sum(1, keepdims=True))
+            out.append([float(logsoftmax[i, t]) for i, t in enumerate(r)])
     finally:
         llm.close()
+    return out
 
 
 async def test_score_matches_direct_llama_computation(adapter, local_model_path: Path) -> None:  # type: ignore[no-untyped-def]
+    long_answer = " ".join(f"Fact {i}: Paris is the capital of France." for i in range(20))  # > 128 tokens
     # a generation first, so any state it leaves behind would show up in the score
     await adapter.chat(ChatRequest(messages=[Message(role="system", content=SYSTEM), user(QUESTION)],
                                    max_tokens=4))
-    resp = await adapter.chat(ChatRequest(
-        mode="score", messages=[Message(role="system", content=SYSTEM), user(QUESTION), assistant(ANSWER)],
-        logprobs=True, top_logprobs=3))
+    got = []
+    for answer in (ANSWER, long_answer):
+        resp = await adapter.chat(ChatRequest(
+            mode="score", messages=[Message(role="system", content=SYSTEM), user(QUESTION), assistant(answer)],
+            logprobs=True, top_logprobs=3))
+        assert resp.choices[0].text == answer
+        assert "".join(t.token for t in resp.choices[0].logprobs) == answer
+        for tok in resp.choices[0].logprobs:
+            assert len(tok.top) == 3 and tok.top[0].logprob >= tok.logprob - 1e-9
+        assert resp.usage.completion_tokens == 0
+        assert resp.usage.prompt_tokens > len(resp.choices[0].logprobs)
+        got.append([t.logprob for t in resp.choices[0].logprobs])
     chatml = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{QUESTION}<|im_end|>\n"
               "<|im_start|>assistant\n")
-    expected = await asyncio.to_thread(reference_scores, local_model_path, chatml, ANSWER)
-    got = [t.logprob for t in resp.choices[0].logprobs]
-    assert len(got) == len(expected)
-    assert got == pytest.approx(expected, abs=1e-4)
-    assert resp.choices[0].text == ANSWER
-    assert "".join(t.token for t in resp.choices[0].logprobs) == ANSWER
-    for tok in resp.choices[0].logprobs:
-        assert len(tok.top) == 3 and tok.top[0].logprob >= tok.logprob - 1e-9
-    assert resp.usage.prompt_tokens > len(got) and resp.usage.completion_tokens == 0
+    expected = await asyncio.to_thread(reference_scores, local_model_path, chatml, [ANSWER, long_answer])
+    assert len(got[1]) > 128, "the long answer should span more than one chunk of rows"
+    for g, e in zip(got, expected, strict=True):
+        assert len(g) == len(e)
+        assert g == pytest.approx(e, abs=1e-4)
 
 
 async def test_score_prefers_the_matching_prompt_and_supports_pmi(adapter) -> None:  # type: ignore[no-untyped-def]
@@ -219,6 +239,8 @@ def test_missing_model_file_names_path_and_install_hint(tmp_path: Path,
     with pytest.raises(ConfigError) as info:
         LocalLlamaAdapter(model_path=missing)
     assert str(missing) in str(info.value) and "pip install 'clearapi[local]'" in str(info.value)
+    with pytest.raises(ConfigError, match="not found"):  # how --model-path arrives via create_adapter
+        LocalLlamaAdapter(model=str(tmp_path / "weights.bin"))
     monkeypatch.setenv("CLEARAPI_MODEL_PATH", str(missing))
     with pytest.raises(ConfigError, match="CLEARAPI_MODEL_PATH"):
         LocalLlamaAdapter()

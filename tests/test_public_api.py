@@ -20,7 +20,8 @@ def test_all_is_sorted_and_complete() -> None:
     assert public <= exported | {"annotations"}, f"public names missing from __all__: {public - exported}"
     for name in exported:
         assert hasattr(clearapi, name), name
-    assert sorted(clearapi.__all__, key=str.lower) == sorted(set(clearapi.__all__), key=str.lower)
+    # ties broken by case: `Score` (the record) and `score` (the function) are both public
+    assert clearapi.__all__ == sorted(set(clearapi.__all__), key=lambda s: (s.lower(), s))
 
 
 def test_error_tree_matches_design() -> None:
@@ -46,3 +47,10 @@ def test_input_error_names_file_line_and_field() -> None:
     exc = clearapi.InputError("not valid JSON", file="data.jsonl", line=7, field="messages")
     assert str(exc) == "data.jsonl:7: not valid JSON (field 'messages')"
     assert (exc.file, exc.line, exc.field) == ("data.jsonl", 7, "messages")
+
+
+def test_redact_leaves_paths_and_words_alone() -> None:
+    path = "/tmp/pytest-of-root/test_input_error_message_names_0/some_really_long_directory_name_over_forty/x.jsonl"
+    assert errors.redact(path) == path
+    assert errors.redact("for_example_this_word task-classifier") == "for_example_this_word task-classifier"
+    assert errors.redact("key=sk-ant-api03-abcdefghijklmnop end") == "key=*** end"

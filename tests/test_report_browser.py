@@ -8,6 +8,7 @@ page showed; these tests compare that with the run's own files. `scripts/browser
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -24,8 +25,10 @@ from report_fixtures import (
     scaled_output_dir,
 )
 
+from clearapi import curate
 from clearapi.records import Score, Summary
 from clearapi.report import write_report
+from clearapi.testing.emulator import EmulatorThread
 
 pytestmark = pytest.mark.browser
 
@@ -215,3 +218,45 @@ def test_100k_rows_stay_usable(tmp_path: Path) -> None:
     assert got["search"]["lines"] == [100_000]
     asc = [float(v) for v in got["sortAsc"]["values"]]
     assert asc == sorted(asc) and len(asc) == 50
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "qa.jsonl"
+
+
+@pytest.fixture(scope="module")
+def curate_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The method's own output: `curate` on a slice of the example set plus a hostile row and a
+    broken line, over the real OpenAI SDK to the loopback emulator (curate writes report.html)."""
+    base = tmp_path_factory.mktemp("curate")
+    data = base / "qa.jsonl"
+    lines = EXAMPLES.read_text(encoding="utf-8").splitlines()[:12]
+    hostile = {"id": '<b id="pwn">hostile</b>',
+               "messages": [{"role": "user", "content": HOSTILE_PROMPT},
+                            {"role": "assistant", "content": HOSTILE_RESPONSE}]}
+    lines += [json.dumps(hostile), '{"broken": <script>window.__pwned="reject"</script>']
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = base / "run"
+    with EmulatorThread() as emu:
+        asyncio.run(curate(data, out, provider="openai", base_url=emu.base_url + "/v1",
+                                    api_key="sk-test-emulator-key", cache=False, progress=False))
+    assert (out / "report.html").exists()
+    return out
+
+
+def test_report_of_a_real_curate_run(curate_run: Path, tmp_path: Path) -> None:
+    summary = Summary.model_validate_json((curate_run / "summary.json").read_text())
+    scores = _scores(curate_run)
+    got = run_check(tmp_path, html=str(curate_run / "report.html"), search="hostile", hostile="hostile")
+    assert got["pageErrors"] == [] and got["dialogs"] == [] and got["pwned"] is None
+    assert got["injectedElements"] == {"img": 0, "pwnId": 0, "scripts": 2, "bold": 0}
+    stats = {s["id"]: s["value"] for s in got["stats"]}
+    c = summary.counts
+    assert [stats[f"stat-{k}"] for k in ("rows", "kept", "corrected", "dropped", "rejected")] == \
+        [c.rows, c.kept, c.corrected, c.dropped, c.rejected]
+    assert stats["stat-requests"] == summary.engine.requests
+    assert got["histogram"]["threshold"] == pytest.approx(summary.threshold)
+    assert got["histogram"]["signalCharts"] == len({k for s in scores for k in s.signals} | set(summary.signals))
+    assert got["sortAsc"]["lines"] == [s.line for s in sorted(scores, key=lambda s: _sort_key(s, False))][:50]
+    assert HOSTILE_PROMPT in got["hostileCells"]
+    assert got["hostileDetail"]["original"] == HOSTILE_RESPONSE
+    assert any('window.__pwned="reject"' in cell for cell in got["rejectCells"])

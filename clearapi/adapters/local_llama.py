@@ -5,11 +5,16 @@ teacher-forced log-probability of every token of the final assistant message, gi
 conversation before it under the model's chat template. Hosted chat APIs cannot do that,
 and the CLEAR method leans on it for a likelihood signal.
 
-Sampling follows hosted-API semantics (temperature and top_p only: llama.cpp's extra
-top-k / min-p filters are switched off), and logprobs are those of the model's raw
-distribution, as OpenAI reports them. ``n`` is honoured by sampling n times with seeds
+Sampling follows hosted-API semantics (temperature and top_p only, none of llama.cpp's
+top-k / min-p filters) and is done here with a seeded numpy generator, from the same logits
+the logprobs are read from; logprobs are those of the model's raw distribution, as OpenAI
+reports them. ``n`` is honoured by sampling n times from one prompt evaluation with seeds
 ``seed + sample_index + i``, so one call with ``n=3`` returns exactly what three calls with
 ``sample_index`` 0, 1, 2 would.
+
+Every call evaluates its prompt from an empty context: llama.cpp's quantised kernels give
+slightly different logits for a position computed alone than in a batch, so reusing a
+cached prefix would make a score depend on what ran before it.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ LOCAL_CAPABILITIES = Capabilities(
 class LocalLlamaAdapter:
     """`Adapter` over an in-process GGUF model (SmolLM2-135M-Instruct by default).
 
-    `model` may name a GGUF file (anything ending in ``.gguf``), which is how
+    `model` may name a GGUF file (ends in ``.gguf``, contains a path separator, or is a file), which is how
     ``--model path.gguf`` reaches us through the generic factory; `model_path` says it
     explicitly. Construction checks the file and llama-cpp-python are there (a clear
     `ConfigError` up front); the model itself loads on first use, once per process.
@@ -67,7 +72,7 @@ class LocalLlamaAdapter:
         capabilities: Capabilities | None = None,
         provider: str = "local",
     ) -> None:
-        if model_path is None and model is not None and model.endswith(".gguf"):
+        if model_path is None and model is not None and _looks_like_path(model):
             model_path = model
             model = None
         require_llama_cpp()
@@ -112,6 +117,10 @@ class LocalLlamaAdapter:
         """Forget the model; it stays loaded for other adapters in this process (one load per process)."""
         self._closed = True
         self._loaded = None
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.endswith(".gguf") or "/" in model or os.sep in model or Path(model).is_file()
 
 
 # --- work done on the model's own thread -------------------------------------------------
@@ -159,10 +168,12 @@ def _generate_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
         notes.append(f"max_tokens cut to {budget} to fit the {model.n_ctx}-token context")
     choices: list[Choice] = []
     completion_tokens = 0
+    _eval_fresh(model.llama, prompt)  # once: every sample starts from these logits
     for i in range(request.n):
         seed = (request.seed + request.sample_index + i) if request.seed is not None else secrets.randbits(31)
         ids, finish = _sample(model, prompt, request, seed, budget)
         completion_tokens += len(ids)
+        # now, before the next sample overwrites the logits rows this one's logprobs read
         choices.append(_choice(model, prompt, ids, finish, request))
     return ChatResponse(
         choices=choices,
@@ -174,27 +185,53 @@ def _generate_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
 
 def _sample(model: LoadedModel, prompt: list[int], request: ChatRequest, seed: int,
             budget: int) -> tuple[list[int], str]:
-    """Token ids of one sample and its finish reason; the model keeps every position's logits."""
+    """Token ids of one sample and its finish reason, starting from the evaluated prompt.
+
+    Sampling is ours (numpy, seeded), from the same logits the logprobs are read from, so
+    a sample depends only on the request and its seed: the prompt's logits come from one
+    full-batch evaluation and every later token from a one-token step, whether this is the
+    first sample of a call or the fifth.
+    """
     import llama_cpp
+    import numpy as np
 
     llama = model.llama
     vocab = llama_cpp.llama_model_get_vocab(llama.model)
     stops = [s.encode("utf-8") for s in request.stop or () if s]
-    llama.set_seed(seed)
-    llama.reset()  # no prefix reuse: see _eval_fresh
+    rng = np.random.default_rng(seed)
+    llama.n_tokens = len(prompt)  # forget the previous sample; the prompt's cache and logits stay
     ids: list[int] = []
-    for token in llama.generate(
-        prompt, temp=request.temperature, top_p=request.top_p or 1.0, top_k=0, min_p=0.0,
-        typical_p=1.0, repeat_penalty=1.0, reset=True,
-    ):
+    row = len(prompt) - 1
+    while True:
+        token = _pick(llama.scores[row], request.temperature, request.top_p or 1.0, rng)
         if llama_cpp.llama_vocab_is_eog(vocab, token):
             return ids, "stop"
-        ids.append(int(token))
+        ids.append(token)
         if stops and any(s in bytes(llama.detokenize(ids)) for s in stops):
             return ids, "stop"
         if len(ids) >= budget:
-            break
-    return ids, "length"
+            return ids, "length"
+        llama.eval([token])
+        row += 1
+
+
+def _pick(logits: Any, temperature: float, top_p: float, rng: Any) -> int:
+    """Greedy at temperature 0, else a draw from softmax(logits / T) cut to the top_p nucleus."""
+    import numpy as np
+
+    if temperature == 0.0:
+        return int(np.argmax(logits))
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    order = np.argsort(-p, kind="stable")
+    ranked = p[order]
+    cumulative = np.cumsum(ranked)
+    if top_p < 1.0:
+        keep = int(np.searchsorted(cumulative, top_p)) + 1
+        ranked, order, cumulative = ranked[:keep], order[:keep], cumulative[:keep]
+    at = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    return int(order[min(at, len(order) - 1)])
 
 
 def _choice(model: LoadedModel, prompt: list[int], ids: list[int], finish: str,
@@ -219,13 +256,20 @@ def _choice(model: LoadedModel, prompt: list[int], ids: list[int], finish: str,
     return Choice(text=text, logprobs=logprobs, finish_reason=finish)
 
 
+_ROWS_PER_CHUNK = 128  # float64 copies of 128 x 49k logits: ~50 MB at a time, however long the text
+
+
 def _token_logprobs(model: LoadedModel, first_row: int, tokens: list[int], top: int) -> list[TokenLogprob]:
     """Log-softmax of the stored logits: row ``first_row + j`` predicts ``tokens[j]``."""
+    out: list[TokenLogprob] = []
+    for at in range(0, len(tokens), _ROWS_PER_CHUNK):
+        out += _chunk_logprobs(model.llama, first_row + at, tokens[at:at + _ROWS_PER_CHUNK], top)
+    return out
+
+
+def _chunk_logprobs(llama: Any, first_row: int, tokens: list[int], top: int) -> list[TokenLogprob]:
     import numpy as np
 
-    if not tokens:
-        return []
-    llama = model.llama
     rows = np.asarray(llama.scores[first_row:first_row + len(tokens)], dtype=np.float64)
     peak = rows.max(axis=1, keepdims=True)
     logz = peak[:, 0] + np.log(np.exp(rows - peak).sum(axis=1))
@@ -241,6 +285,7 @@ def _token_logprobs(model: LoadedModel, first_row: int, tokens: list[int], top: 
         if best is not None:
             alts = [TopLogprob(token=_piece(llama, int(t)), logprob=min(0.0, float(rows[j, t] - logz[j])))
                     for t in best[j]]
+        # plain floats: numpy scalars would break JSON and the cache
         out.append(TokenLogprob(token=_piece(llama, token), logprob=min(0.0, float(picked[j])), top=alts))
     return out
 

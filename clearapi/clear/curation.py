@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -49,6 +49,7 @@ from clearapi.clear.policy import (
 )
 from clearapi.datasets import DatasetReader, to_openai_chat
 from clearapi.engine import Engine
+from clearapi.engine.batch import BatchOptions
 from clearapi.errors import (
     BadRequest,
     ClearAPIError,
@@ -97,6 +98,10 @@ class CurateOptions:
     prompt_column: str | None = None
     response_column: str | None = None
     progress: bool | None = None
+    #: batch mode (issue 9): misses go through the provider's batch API at its batch price
+    batch: bool = False
+    batch_retry: Literal["online", "batch"] = "online"
+    batch_poll_interval: float = 10.0
 
     def check(self) -> None:
         if self.threshold is not None and self.filter_fraction is not None:
@@ -133,9 +138,16 @@ def _engine(opts: CurateOptions) -> Engine:
         if load_profile(opts.provider).protocol != "local_llama":
             raise ConfigError("--model-path is for the local provider (a GGUF file)")
         model = str(Path(opts.model_path).expanduser())
+    batch = BatchOptions(retry=opts.batch_retry, poll_interval=opts.batch_poll_interval) if opts.batch else False
     return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key, rpm=opts.rpm,
                   tpm=opts.tpm, max_concurrency=opts.max_concurrency, cache=opts.cache, max_cost=opts.max_cost,
-                  progress=opts.progress)
+                  progress=opts.progress, batch=batch)
+
+
+def _window(engine: Engine) -> int | None:
+    """Rows in flight: bounded by concurrency online; in batch mode the engine's batch window,
+    so every row's calls of one stage land in one batch."""
+    return None if engine.batch is not None else max(4, 2 * engine.max_concurrency)
 
 
 def _reader(input: str | os.PathLike[str], opts: CurateOptions) -> DatasetReader:
@@ -160,8 +172,7 @@ async def _score_rows(engine: Engine, items: Iterator[Example | Reject], plan: S
             return Reject(file=file, line=item.line, field=None,
                           error=f"API call failed after retries: {type(exc).__name__}: {exc}")
 
-    window = max(4, 2 * engine.max_concurrency)
-    async for result in engine.map(items, one, window=window):
+    async for result in engine.map(items, one, window=_window(engine)):
         yield result
 
 
@@ -199,6 +210,9 @@ def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
         from clearapi.profiles import Price
 
         price = Price(input=0.0, output=0.0)
+    if opts.batch and price is not None and price.batch_discount:  # what batch mode is billed at
+        keep = 1.0 - price.batch_discount
+        price = price.model_copy(update={"input": price.input * keep, "output": price.output * keep})
     return estimate_run(_reader(input, opts), plan, price, action=opts.action,
                         filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
 
@@ -223,7 +237,8 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
     max_concurrency, cache=True, action="both", threshold, filter_fraction,
     correct_threshold=0.6, eta=0.8, samples=4, seed=0, max_cost, target="openai",
-    model_path, prompt_column, response_column, progress. ``dry_run=True`` makes no call
+    model_path, prompt_column, response_column, progress, batch=False, batch_retry="online",
+    batch_poll_interval=10.0 (seconds; the first wait between polls of a batch). ``dry_run=True`` makes no call
     and writes nothing: the returned summary carries the estimate in
     ``settings["estimate"]``. Pass `engine` to reuse one (its provider options win).
     """
@@ -291,8 +306,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                 async def one(pair: tuple[Example, Score]) -> tuple[Example, Score, str | None]:
                     return await _decide_row(engine, plan, settings, threshold, pair, stopped)
 
-                async for example, row, error in engine.map(pairs, one, window=max(4, 2 * engine.max_concurrency),
-                                                             count_rows=False):
+                async for example, row, error in engine.map(pairs, one, window=_window(engine), count_rows=False):
                     if error is not None and stopped is None:
                         stopped = FatalError(error)
                     scores.write(row)

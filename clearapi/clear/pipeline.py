@@ -85,7 +85,7 @@ class ScoringPlan:
     top_logprobs: int = 20
     seed: int = 0
     temperature: float = 1.0
-    min_answer_tokens: int = 32
+    min_answer_tokens: int = 24
     max_answer_tokens: int = 512
 
     @classmethod

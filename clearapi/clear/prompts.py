@@ -49,13 +49,9 @@ Reply with just the letter: A, B or C."""
 _PAIRWISE = """Question:
 {question}
 
-Answer A:
-{first}
-
-Answer B:
-{second}
-
-Which answer is correct and better answers the question, A or B?
+Which answer is correct and better answers the question?
+(A) {first}
+(B) {second}
 Reply with just the letter: A or B."""
 
 _PARAGRAPH = re.compile(r"\n\s*\n")

@@ -2,11 +2,13 @@
 
 `engine.py` fans calls out and accounts for them, `limits.py` paces them under RPM/TPM
 limits, `retry.py` decides what is retried and when, `cache.py` makes runs resumable,
-`budget.py` keeps ``--max-cost``, `progress.py` draws the bar.
+`budget.py` keeps ``--max-cost``, `progress.py` draws the bar, `batch.py` sends misses
+through providers' batch APIs in batch mode.
 """
 
+from clearapi.engine.batch import BatchOptions
 from clearapi.engine.cache import ResponseCache, cache_key, default_cache_path
 from clearapi.engine.engine import Engine
 from clearapi.engine.progress import RowsProgress
 
-__all__ = ["Engine", "ResponseCache", "RowsProgress", "cache_key", "default_cache_path"]
+__all__ = ["BatchOptions", "Engine", "ResponseCache", "RowsProgress", "cache_key", "default_cache_path"]

@@ -24,7 +24,8 @@ The life of a miss in batch mode::
   keys it needs and polls it instead of paying again; answers of that batch nobody asks
   for this time are cached anyway (they were paid for). Known gap: a kill in the
   milliseconds between the provider creating the batch and the row being committed loses
-  the record, and that batch's work is paid twice.
+  the record, and that batch's work is paid twice. Without a cache file (``cache=False``)
+  there is nothing to resume from.
 * **Failures inside a batch** (an errored line that can be retried, an expired or
   cancelled request, a line missing from the output) are retried: online through the
   engine's normal path (`BatchOptions.retry="online"`, the default: the rest of the run is
@@ -49,14 +50,14 @@ import copy
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from clearapi.engine.budget import Budget
-from clearapi.errors import ClearAPIError, ConfigError, FatalError, RateLimited, TransientError
+from clearapi.errors import BadRequest, ClearAPIError, ConfigError, FatalError, RateLimited, TransientError
 from clearapi.records import ChatRequest, ChatResponse, RunStats, Usage
 
 __all__ = [
@@ -78,6 +79,7 @@ _log = logging.getLogger("clearapi")
 #: 50,000-row window fits one OpenAI batch file
 BATCH_MAP_WINDOW = 50_000
 _IN_CHUNK = 500  # SQLite host parameters per IN (...) query
+_MAX_READ_FAILURES = 10  # consecutive transient failures reading one batch before giving it up
 
 
 def custom_id_for(key: str) -> str:
@@ -333,14 +335,14 @@ class BatchDispatcher:
 
     `call` returns the answer, raises a permanent error, or returns None when the request
     should be served online (not batchable, or a failed line under ``retry="online"``).
-    `cache_put(key, response)` stores answers of a resumed batch that nobody in this run
-    asked for. A run-stopping error (bad key on upload) reaches every waiter, and the
+    `cache_put(key, response)` stores every answer (also those of a resumed batch that
+    nobody in this run asked for) before the batch is marked collected. A run-stopping error (bad key on upload) reaches every waiter, and the
     engine's hook stops the engine with it.
     """
 
     def __init__(self, submitter: BatchSubmitter, options: BatchOptions, *, budget: Budget, stats: RunStats,
                  discount: float, provider: str, base_url: str, model: str, store: BatchStore | None,
-                 cache_put: Callable[[str, ChatResponse], object] | None,
+                 cache_put: Callable[[str, ChatResponse], Awaitable[None]] | None,
                  prompt_estimate: Callable[[ChatRequest], float]) -> None:
         self.submitter = submitter
         self.options = options
@@ -430,8 +432,8 @@ class BatchDispatcher:
         if group and not self._closed:
             self._spawn(self._dispatch(group))
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -456,6 +458,10 @@ class BatchDispatcher:
             if self._store is not None:
                 await self._store.record(batch_id, file_id, [q.pending for q in group.values()],
                                          provider=self._provider, base_url=self._base_url, model=self._model)
+        except BadRequest as exc:  # the service refused the whole batch: each request on its own
+            _log.warning("a batch of %d requests was refused: %s", len(group), exc)
+            self._resolve(group, [LineResult(cid, retry="refused") for cid in group])
+            return
         except FatalError as exc:
             self._fail(group, exc)
             return
@@ -469,46 +475,68 @@ class BatchDispatcher:
         await self._follow(batch_id, group)
 
     async def _follow(self, batch_id: str, waiting: dict[str, _Queued]) -> None:
-        """Poll `batch_id` until it is done, then hand every waiter its line."""
+        """Poll `batch_id` until it is done, then hand every waiter its line.
+
+        Transient errors while polling or downloading are retried with the poll backoff; a
+        batch the provider no longer knows (e.g. a recorded one from another account) or
+        that cannot be read after `_MAX_READ_FAILURES` tries is given up: its waiters are
+        retried like failed lines, and it is marked collected so no run follows it again.
+        """
+        lines: list[LineResult] = []
+        orphans: dict[str, PendingRequest] = {}
         try:
             delay = self.options.poll_interval
+            failures = 0
             while True:
                 try:
                     poll = await self.submitter.poll(batch_id)
+                    if poll.done:
+                        requests = {cid: q.pending.request for cid, q in waiting.items()}
+                        if self._store is not None:
+                            for member in await self._store.members(batch_id):
+                                if member.custom_id not in requests:
+                                    orphans[member.custom_id] = member
+                                    requests[member.custom_id] = member.request
+                        lines = await self.submitter.results(batch_id, poll, requests)
                 except (TransientError, RateLimited) as exc:
-                    _log.warning("polling batch %s failed, will try again: %s", batch_id, exc)
+                    failures += 1
+                    _log.warning("reading batch %s failed (%d): %s", batch_id, failures, exc)
+                    if failures >= _MAX_READ_FAILURES:
+                        lines = [LineResult(cid, retry="unreadable") for cid in waiting]
+                        break
+                except BadRequest as exc:  # 404: the provider does not know this batch (any more)
+                    _log.warning("batch %s cannot be read, its requests are sent again: %s", batch_id, exc)
+                    lines = [LineResult(cid, retry="lost") for cid in waiting]
+                    break
                 else:
+                    failures = 0
                     if self._store is not None:
                         await self._store.set_status(batch_id, poll.status)
                     if poll.done:
                         break
                 await asyncio.sleep(delay)
                 delay = min(delay * self.options.poll_backoff, self.options.max_poll_interval)
-            requests = {cid: q.pending.request for cid, q in waiting.items()}
-            orphans: dict[str, PendingRequest] = {}
-            if self._store is not None:
-                for member in await self._store.members(batch_id):
-                    if member.custom_id not in requests:
-                        orphans[member.custom_id] = member
-                        requests[member.custom_id] = member.request
-            lines = await self.submitter.results(batch_id, poll, requests)
         except FatalError as exc:
             self._fail(waiting, exc)
             return
         except BaseException as exc:
             self._fail(waiting, exc)
             raise
+        # Every answer is in the response cache before the batch is marked collected, so a
+        # kill at any point leaves either a batch to resume or the answers: never neither.
         statuses: dict[str, str] = {}
         for line in lines:
             statuses[line.custom_id] = "done" if line.response is not None else (
                 "error" if line.error is not None else f"retry:{line.retry}")
+            if line.response is None:
+                continue
+            key = waiting[line.custom_id].pending.key if line.custom_id in waiting else None
             orphan = orphans.get(line.custom_id)
-            if orphan is not None and line.response is not None:
+            if orphan is not None:
+                key = orphan.key
                 self._book(line.response.usage)  # paid for in an earlier run; keep the answer
-                if self._cache_put is not None:
-                    stored = self._cache_put(orphan.key, line.response)
-                    if asyncio.iscoroutine(stored):
-                        await stored
+            if key is not None and self._cache_put is not None:
+                await self._cache_put(key, line.response)
         self._resolve(waiting, lines)
         if self._store is not None:
             await self._store.collected(batch_id, statuses)

@@ -85,8 +85,11 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         CREATE INDEX batch_requests_key ON batch_requests(key);
     """),
+    # the ChatRequest JSON, until collected. (No SQL comment inside an ALTER TABLE ADD
+    # COLUMN: SQLite splices the text into the stored CREATE TABLE, where a trailing
+    # "--" comment swallows the closing parenthesis and corrupts the schema.)
     (3, """
-        ALTER TABLE batch_requests ADD COLUMN request BLOB  -- the ChatRequest JSON, until collected
+        ALTER TABLE batch_requests ADD COLUMN request BLOB
     """),
 ]
 

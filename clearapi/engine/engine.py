@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import math
 import time
 from collections import deque
@@ -57,6 +58,8 @@ from clearapi.profiles import Price, Profile, load_profile
 from clearapi.records import Capabilities, ChatRequest, ChatResponse, RateLimitInfo, RunStats
 
 __all__ = ["Engine"]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -141,6 +144,7 @@ class Engine:
         else:
             self._owns_adapter = False
         self.adapter: Adapter = adapter
+        self._adapter_model_differs = getattr(adapter, "model", None) not in (None, self.model)
 
         if cache is True:
             self.cache_path: Path | None = default_cache_path()
@@ -283,7 +287,9 @@ class Engine:
         self._raise_if_stopped()
         self._stats.logical_calls += 1
         # the request goes to the adapter as given (no model = the adapter's model, which is
-        # ours); the key names the effective model either way
+        # ours unless a given adapter was built for another); the key names the effective model
+        if request.model is None and self._adapter_model_differs:
+            request = request.model_copy(update={"model": self.model})
         key = cache_key(request, profile=self.profile.name, protocol=self.profile.protocol,
                         base_url=self.base_url, model=request.model or self.model)
         while True:
@@ -340,9 +346,7 @@ class Engine:
             except RUN_STOPPING as exc:
                 self.stop(exc)
                 raise
-            if served is not None:
-                if self._cache is not None:
-                    await self._cache.put(key, served)
+            if served is not None:  # already in the cache: the dispatcher commits a batch's answers
                 return served
         prompt_est = _prompt_tokens_estimate(request)
         completion_max = (1 if request.mode == "score" else request.max_tokens) * request.n
@@ -447,12 +451,14 @@ class Engine:
         if hint is None or not math.isfinite(hint) or hint <= 0:
             hint = DEFAULT_COOL_DOWN_S
         self._pacer.cool_down(min(hint, self._retry_after_cap))
+        logger.debug("429: every call waits %.2fs", min(hint, self._retry_after_cap))
         info = exc.ratelimit
         self._rates.on_rate_limited(ticket, info if isinstance(info, RateLimitInfo) else None)
 
     def _count_retry(self, exc: BaseException, wait: float) -> None:
         reason = reason_of(exc)
         self._stats.retries[reason] = self._stats.retries.get(reason, 0) + 1
+        logger.debug("retrying in %.2fs after %s: %s", wait, reason, exc)  # messages are redacted
 
     def _raise_if_stopped(self) -> None:
         if self._stopped is not None:
@@ -549,8 +555,13 @@ class Engine:
                     await asyncio.wait((head, failed), return_when=asyncio.FIRST_COMPLETED)
                     if failed.done():
                         break
-                pending.popleft()
                 exc = head.exception()
+                if exc is not None and stops(exc):
+                    # its done-callback may not have run yet: never rely on it to stop
+                    if not failed.done():
+                        failed.set_result(exc)
+                    break
+                pending.popleft()
                 yield exc if exc is not None else head.result()
                 if count_rows:
                     self._rows.advance()
@@ -562,7 +573,7 @@ class Engine:
                     head = pending[0]
                     exc = head.exception()
                     if exc is not None and stops(exc):
-                        break
+                        raise exc  # the earliest error in input order
                     pending.popleft()
                     yield exc if exc is not None else head.result()
                     if count_rows:

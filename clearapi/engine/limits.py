@@ -23,6 +23,7 @@ ones; the head is admitted at exactly the time both buckets and the cool-down al
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from clearapi.records import RateLimitInfo
 __all__ = ["AdaptiveRates", "Pacer", "Ticket"]
 
 _OBSERVE_WINDOW_S = 10.0
+#: asyncio fires timers up to its clock resolution early; a float hair is not worth a re-arm
+_EPSILON_S = 1e-9
 
 
 class _Bucket:
@@ -157,7 +160,7 @@ class Pacer:
         while self._waiters:
             _, fut = self._waiters.popleft()
             if not fut.done():
-                fut.set_exception(error)
+                fut.set_exception(copy.copy(error))  # one instance per waiter: no shared traceback
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -165,7 +168,7 @@ class Pacer:
     # -- admission ----------------------------------------------------------------------
     async def acquire(self, *, tokens: float = 0.0, requests: float = 1.0) -> Ticket:
         if self._error is not None:
-            raise self._error
+            raise copy.copy(self._error)
         loop = self._get_loop()
         ticket = Ticket(requests=float(requests), tokens=float(tokens), granted_at=0.0)
         if not self._waiters and self._admissible(ticket, loop.time()):
@@ -217,7 +220,7 @@ class Pacer:
                    self._tokens.ready_at(ticket.tokens))
 
     def _admissible(self, ticket: Ticket, now: float) -> bool:
-        return self._ready_at(ticket) <= now
+        return self._ready_at(ticket) <= now + _EPSILON_S
 
     def _grant(self, ticket: Ticket, now: float) -> None:
         self._requests.adjust(ticket.requests, now)
@@ -245,7 +248,7 @@ class Pacer:
                 self._waiters.popleft()
                 continue
             at = self._ready_at(ticket)
-            if at > now:
+            if at > now + _EPSILON_S:
                 self._timer = self._loop.call_at(at, self._wake)
                 return
             self._waiters.popleft()

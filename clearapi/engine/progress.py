@@ -95,7 +95,7 @@ class ProgressBar:
                  console: Console | None = None) -> None:
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             _RateColumn(),
             TimeElapsedColumn(),

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
+from collections import Counter
 from datetime import UTC, datetime
 from html import escape
 from importlib.resources import files
@@ -142,6 +144,29 @@ def _signal_note(note: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in note.items() if isinstance(v, str | int | float | bool))
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _reason_summary(data: ReportData, limit: int = 8) -> str:
+    """The most common reasons, numbers masked, so "why were rows dropped?" has a one-glance answer."""
+    counts: Counter[tuple[int, str]] = Counter()
+    pattern_of = [_NUMBER.sub("#", r) for r in data.reasons]
+    for action, reason in zip(data.action, data.reason, strict=True):
+        if reason >= 0:
+            counts[(action, pattern_of[reason])] += 1
+    if not counts:
+        return ""
+    rows = "".join(
+        f'<tr><td><span class="pill a{a if a >= 0 else 3}">{escape(ACTIONS[a] if a >= 0 else "no action")}</span></td>'
+        f'<td class="num">{n:,}</td><td>{escape(text)}</td></tr>'
+        for (a, text), n in counts.most_common(limit))
+    more = len(counts) - limit
+    tail = f'<p class="hint">… and {more:,} more kinds of reason.</p>' if more > 0 else ""
+    return (f'<h3>Reasons <span class="count">(numbers shown as #)</span></h3><table class="reasons" id="reasons-table">'
+            f"<thead><tr><th>action</th><th class=\"num\">rows</th><th>reason</th></tr></thead><tbody>{rows}</tbody>"
+            f"</table>{tail}")
+
+
 def _charts(data: ReportData) -> str:
     threshold = data.summary.threshold if data.summary else None
     main = bin_by_action(data.confidence, data.action)
@@ -153,7 +178,8 @@ def _charts(data: ReportData) -> str:
     parts = [
         '<section id="charts"><h2>Confidence</h2>', _legend(), '<div class="charts-grid"><div>',
         f'<div class="chart main">{svg}</div>',
-        f'<p class="hint">Click a bar to show its rows in the table.{escape(thr)}{escape(missing)}</p></div>',
+        f'<p class="hint">Click a bar to show its rows in the table.{escape(thr)}{escape(missing)}</p>',
+        _reason_summary(data), "</div>",
     ]
     if data.signals:
         notes = data.summary.signals if data.summary else {}
@@ -249,6 +275,8 @@ def _run_section(data: ReportData) -> str:
         ("prompt tokens", f"{e.prompt_tokens:,}"), ("completion tokens", f"{e.completion_tokens:,}"),
         ("learned limits", f"rpm {e.learned_rpm or '—'}, tpm {e.learned_tpm or '—'}"),
     ]
+    if e.batches:
+        engine.append(("batch jobs", f"{e.batches:,} ({e.batch_requests:,} requests)"))
     run = [("clearapi", s.clearapi_version), ("input", redact(s.input)), ("output", redact(s.output_dir)),
            ("provider", s.provider), ("model", s.model), ("threshold", _show(s.threshold)),
            ("started", s.started_at), ("finished", s.finished_at or "—"),
@@ -289,7 +317,7 @@ def render_html(data: ReportData) -> str:
            "img-src data:; base-uri 'none'; form-action 'none'")
     title = "clearapi report"
     if data.summary is not None:
-        title += " — " + data.summary.input.replace("\\", "/").rsplit("/", 1)[-1]
+        title += " — " + redact(data.summary.input.replace("\\", "/").rsplit("/", 1)[-1])
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = "".join([
         f'<header><h1>{escape(title)}</h1>{_meta_line(data)}</header>',

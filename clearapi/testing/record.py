@@ -44,7 +44,7 @@ import orjson
 from clearapi._version import __version__
 from clearapi.adapters import resolve_api_key
 from clearapi.adapters.openai_chat import OpenAIChatAdapter
-from clearapi.errors import ClearAPIError, ConfigError
+from clearapi.errors import ClearAPIError
 from clearapi.profiles import Profile, load_profile
 from clearapi.records import ChatRequest, ChatResponse, Message
 from clearapi.testing.cassettes import (
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClearAPIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, RuntimeError, ConfigError) as exc:
+    except (OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out} ({len(cassette.interactions)} interactions) and {normalised_path(args.out)}")

@@ -114,10 +114,12 @@ async function main() {
     if (config.screenshot) {
       // The picture for the README: headline, charts, table and one correction opened.
       await page.selectOption("#page-size", "25");
+      // Open a correction if the run made one, else a dropped row (it shows the model's own answer).
       const rows = await page.$$("#rows-body tr[data-i]");
-      for (const tr of rows) {
-        if ((await tr.$eval("td.act", (td) => td.textContent)) === "correct") { await tr.click(); break; }
-      }
+      const actions = [];
+      for (const tr of rows) actions.push(await tr.$eval("td.act", (td) => td.textContent));
+      const pick = actions.indexOf("correct") >= 0 ? actions.indexOf("correct") : actions.indexOf("drop");
+      if (pick >= 0) await rows[pick].click();
       await page.evaluate(() => window.scrollTo(0, 0));
       const bottom = await page.$eval("#rows", (s) => s.getBoundingClientRect().bottom + window.scrollY);
       const width = await page.evaluate(() => document.documentElement.scrollWidth);

@@ -33,7 +33,7 @@
     { key: "conf", label: "confidence", num: true, value: function (i) { return D.conf[i]; } }
   ];
   D.signals.forEach(function (name, k) {
-    columns.push({ key: "sig" + k, label: name, num: true, signal: true,
+    columns.push({ key: "sig" + k, label: name.replace(/_/g, " "), num: true, signal: true,
                    value: function (i) { return D.sig[k][i]; } });
   });
   columns.push({ key: "act", label: "action", num: true, value: function (i) { return D.act[i] >= 0 ? D.act[i] : null; } });
@@ -108,7 +108,8 @@
     var head = $("rows-head");
     head.textContent = "";
     columns.forEach(function (c) {
-      var th = el("th", c.num ? "num" : "");
+      var th = el("th", (c.num ? "num" : "") + (c.signal ? " sig" : ""));
+      th.title = c.signal ? D.signals[Number(c.key.slice(3))] : c.label;
       th.dataset.key = c.key;
       th.setAttribute("aria-sort", c.key === state.sort ? (state.dir > 0 ? "ascending" : "descending") : "none");
       var b = el("button", "sort", c.label);

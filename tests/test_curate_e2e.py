@@ -1,0 +1,195 @@
+"""`clearapi curate` end to end: the real CLI over the real local model, and over the real OpenAI SDK
+talking HTTP to the loopback emulator. Nothing of clearapi's own is faked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clearapi.cli import main
+from clearapi.testing.emulator import EmulatorThread
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "qa.jsonl"
+BAD_LINES = [
+    "{not json",
+    json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}]}),
+]
+
+
+def _subset(tmp_path: Path, n: int, bad: bool = True) -> tuple[Path, int]:
+    lines = EXAMPLES.read_text(encoding="utf-8").splitlines()[:n]
+    if bad:
+        lines[1:1] = BAD_LINES  # bad lines in the middle: line numbers must survive
+    path = tmp_path / "input.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, len(lines)
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def _check_outputs(out: Path, total: int, rejected_lines: list[int]) -> dict[str, Any]:
+    summary = json.loads((out / "summary.json").read_text())
+    c = summary["counts"]
+    assert c["rows"] == total
+    assert c["kept"] + c["corrected"] + c["dropped"] + c["rejected"] == total
+    rejects = _jsonl(out / "rejects.jsonl")
+    assert sorted(r["line"] for r in rejects) == rejected_lines
+    assert all(r["error"] for r in rejects)
+    scores = _jsonl(out / "scores.jsonl")
+    assert len(scores) == total - len(rejected_lines)
+    assert [s["line"] for s in scores] == sorted(s["line"] for s in scores)
+    for s in scores:
+        assert 0.0 <= s["confidence"] <= 1.0
+        assert s["action"] in ("keep", "drop", "correct") and s["reason"]
+        assert s["prompt"] and s["response"]
+        assert s["calls"] >= 2 and s["tokens"] > 0
+        assert (s["correction"] is not None) == (s["action"] == "correct")
+    curated = _jsonl(out / "curated.jsonl")
+    assert len(curated) == c["kept"] + c["corrected"]
+    assert sum(1 for s in scores if s["action"] == "drop") == c["dropped"]
+    for row in curated:
+        assert row["messages"][-1]["role"] == "assistant" and row["messages"][-1]["content"].strip()
+    assert summary["threshold"] is not None
+    return summary
+
+
+@pytest.mark.local
+def test_local_model_through_the_cli(tmp_path: Path, local_model_path: Path) -> None:
+    """`python -m clearapi curate` with the embedded model: scores, decisions, outputs, then a free re-run."""
+    src, total = _subset(tmp_path, 3)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "clearapi", "curate", str(src), "-o", str(out), "--provider", "local",
+           "--samples", "2", "--cache", str(tmp_path / "cache.sqlite")]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    summary = _check_outputs(out, total, rejected_lines=[2, 3])
+    scores = _jsonl(out / "scores.jsonl")
+    for s in scores:
+        assert set(s["signals"]) >= {"self_rating", "consistency", "likelihood", "pmi"}
+        assert s["methods"]["likelihood"] == "teacher-forced"
+        assert len(s["details"]["samples"]) == 2
+    assert summary["engine"]["requests"] > 0
+    assert (out / "report.html").is_file()
+    assert "rows:" not in done.stdout or "kept" in done.stdout
+
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads((out / "summary.json").read_text())
+    assert resumed["engine"]["requests"] == 0  # everything from the cache
+    assert [s["confidence"] for s in _jsonl(out / "scores.jsonl")] == [s["confidence"] for s in scores]
+
+
+def _openai_args(emu: EmulatorThread, src: Path, out: Path, *extra: str) -> list[str]:
+    return ["curate", str(src), "-o", str(out), "--provider", "openai", "--model", "gpt-4o-mini",
+            "--base-url", emu.base_url + "/v1", "--no-cache", *extra]
+
+
+def test_openai_sdk_against_the_emulator(tmp_path: Path, emulator: EmulatorThread,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, total = _subset(tmp_path, 14)
+    out = tmp_path / "out"
+    assert main(_openai_args(emulator, src, out, "--filter-fraction", "0.5")) == 0
+    summary = _check_outputs(out, total, rejected_lines=[2, 3])
+    scores = _jsonl(out / "scores.jsonl")
+    for s in scores:
+        assert s["methods"]["self_rating"] == "logprobs"
+        assert "likelihood" not in s["signals"]  # a chat API cannot score given text
+    assert summary["engine"]["requests"] == emulator.stats().requests
+    # 2 scoring calls per row (rating + n samples) plus judgements only where they can matter
+    assert summary["settings"]["per_row"]["calls"] <= 3.0
+    judged = [s for s in scores if "judgement" in s["details"]]
+    assert all(s["confidence"] < summary["threshold"] for s in judged)
+    assert sum(s["calls"] for s in scores) == summary["engine"]["logical_calls"]
+    # the lowest half is below the cut (ties kept)
+    assert sum(1 for s in scores if s["confidence"] < summary["threshold"]) <= len(scores) // 2
+
+
+def test_dry_run_makes_no_call(tmp_path: Path, emulator: EmulatorThread, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, _ = _subset(tmp_path, 10)
+    out = tmp_path / "out"
+    assert main(_openai_args(emulator, src, out, "--dry-run")) == 0
+    printed = capsys.readouterr().out
+    assert "scoring calls: 20" in printed and "cost: $" in printed
+    assert emulator.stats().requests == 0
+    assert not out.exists()
+
+
+def test_auth_failure_stops_cleanly(tmp_path: Path, emulator_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = emulator_factory(api_key="sk-right-key-123456789")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-987654321")
+    src, total = _subset(tmp_path, 5, bad=False)
+    out = tmp_path / "out"
+    assert main(_openai_args(emu, src, out)) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed"] is False
+    assert "AuthError" in summary["stopped_reason"]
+    assert "sk-wrong-key" not in (out / "summary.json").read_text()
+
+
+def test_fatal_error_mid_run_keeps_finished_rows(tmp_path: Path, emulator_factory: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    emu = emulator_factory(fault_at={9: "insufficient_quota"})
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, total = _subset(tmp_path, 12, bad=False)
+    out = tmp_path / "out"
+    args = _openai_args(emu, src, out, "--max-concurrency", "1")
+    args[args.index("--no-cache")] = "--cache"
+    args.insert(args.index("--cache") + 1, str(tmp_path / "cache.sqlite"))
+    assert main(args) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed"] is False and "QuotaExhausted" in summary["stopped_reason"]
+    c = summary["counts"]
+    assert 0 < c["rows"] < total
+    assert c["rows"] == c["kept"] + c["corrected"] + c["dropped"] + c["rejected"]
+    # a re-run resumes: finished calls come from the cache
+    emu.configure(fault_at={})
+    before = emu.stats().requests
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed"] is True and summary["counts"]["rows"] == total
+    assert summary["engine"]["cache_hits"] > 0
+    assert emu.stats().requests - before == summary["engine"]["requests"]
+
+
+def test_threshold_extremes_and_filter_action(tmp_path: Path, emulator: EmulatorThread,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, total = _subset(tmp_path, 6)
+    keep_all = tmp_path / "keep"
+    assert main(_openai_args(emulator, src, keep_all, "--threshold", "0")) == 0
+    summary = _check_outputs(keep_all, total, rejected_lines=[2, 3])
+    assert summary["counts"]["kept"] == total - 2 and summary["threshold"] == 0.0
+    drop_all = tmp_path / "drop"
+    assert main(_openai_args(emulator, src, drop_all, "--threshold", "1", "--action", "filter")) == 0
+    summary = _check_outputs(drop_all, total, rejected_lines=[2, 3])
+    assert summary["counts"]["dropped"] == total - 2
+    assert (drop_all / "curated.jsonl").read_text() == ""
+    scores = _jsonl(drop_all / "scores.jsonl")
+    assert all(s["reason"].startswith("confidence ") and "< threshold 1.00" in s["reason"] for s in scores)
+    assert not any("judgement" in s["details"] for s in scores)  # filter never pays for a judge
+
+
+def test_score_command_writes_scores_only(tmp_path: Path, emulator: EmulatorThread,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, total = _subset(tmp_path, 4)
+    out = tmp_path / "out"
+    args = _openai_args(emulator, src, out)
+    args[0] = "score"
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["rejects.jsonl", "scores.jsonl"]
+    scores = _jsonl(out / "scores.jsonl")
+    assert len(scores) == total - 2 and all(s["action"] is None for s in scores)
+    assert [r["line"] for r in _jsonl(out / "rejects.jsonl")] == [2, 3]
