@@ -37,7 +37,7 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _check_outputs(out: Path, total: int, rejected_lines: list[int]) -> dict[str, Any]:
-    summary = json.loads((out / "summary.json").read_text())
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
     c = summary["counts"]
     assert c["rows"] == total
     assert c["kept"] + c["corrected"] + c["dropped"] + c["rejected"] == total
@@ -136,6 +136,8 @@ def test_auth_failure_stops_cleanly(tmp_path: Path, emulator_factory: Any, monke
     assert summary["completed"] is False
     assert "AuthError" in summary["stopped_reason"]
     assert "sk-wrong-key" not in (out / "summary.json").read_text()
+    c = summary["counts"]
+    assert c["rows"] < total and c["rows"] == c["kept"] + c["corrected"] + c["dropped"] + c["rejected"]
 
 
 def test_fatal_error_mid_run_keeps_finished_rows(tmp_path: Path, emulator_factory: Any,
@@ -193,3 +195,21 @@ def test_score_command_writes_scores_only(tmp_path: Path, emulator: EmulatorThre
     scores = _jsonl(out / "scores.jsonl")
     assert len(scores) == total - 2 and all(s["action"] is None for s in scores)
     assert [r["line"] for r in _jsonl(out / "rejects.jsonl")] == [2, 3]
+
+
+def test_provider_without_logprobs_samples_the_rating(tmp_path: Path, emulator: EmulatorThread,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anthropic's API has neither logprobs nor n: the rating is sampled and scores.jsonl says so."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key-000")
+    src, total = _subset(tmp_path, 4)
+    out = tmp_path / "out"
+    args = ["curate", str(src), "-o", str(out), "--provider", "anthropic", "--model", "claude-3-5-haiku-latest",
+            "--base-url", emulator.base_url, "--no-cache", "--samples", "2"]
+    assert main(args) == 0
+    _check_outputs(out, total, rejected_lines=[2, 3])
+    scores = _jsonl(out / "scores.jsonl")
+    for s in scores:
+        assert s["methods"]["self_rating"] == "sampled x3"
+        assert "answer_confidence" not in s["methods"]
+        assert s["calls"] >= 3 + 2  # three rating samples and two answers, one call each
+    assert emulator.stats().by_path.get("/v1/messages", 0) >= 5 * len(scores)

@@ -121,7 +121,13 @@ async function main() {
       const pick = actions.indexOf("correct") >= 0 ? actions.indexOf("correct") : actions.indexOf("drop");
       if (pick >= 0) await rows[pick].click();
       await page.evaluate(() => window.scrollTo(0, 0));
-      const bottom = await page.$eval("#rows", (s) => s.getBoundingClientRect().bottom + window.scrollY);
+      // Crop a few rows below the opened one: enough to show the table, short enough for a README.
+      const bottom = await page.evaluate(() => {
+        const rows = Array.from(document.querySelectorAll("#rows-body tr"));
+        const open = rows.findIndex((tr) => tr.classList.contains("detail-row"));
+        const last = open < 0 ? document.getElementById("rows") : rows[Math.min(rows.length - 1, open + 6)];
+        return last.getBoundingClientRect().bottom + window.scrollY + 8;
+      });
       const width = await page.evaluate(() => document.documentElement.scrollWidth);
       await page.screenshot({ path: config.screenshot, fullPage: true,
                               clip: { x: 0, y: 0, width, height: Math.ceil(bottom) + 16 } });
