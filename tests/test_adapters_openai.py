@@ -16,6 +16,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from _adapter_errors import SHARED_FAULTS, SHARED_STATUSES, raises_exactly
 from _status_routes import install_status_routes
 from hypothesis import given
 from hypothesis import strategies as st
@@ -342,7 +343,7 @@ def test_profile_without_base_url_is_a_config_error() -> None:
         OpenAIChatAdapter(profile)
 
 
-# --- error mapping over the mock transport (full matrix over real HTTP: test_adapter_errors) ---
+# --- error mapping over the mock transport (full matrix over real HTTP: end of this file) ---
 
 
 def error(status: int, message: str, type_: str | None = None, code: str | None = None,
@@ -371,13 +372,8 @@ def error(status: int, message: str, type_: str | None = None, code: str | None 
 async def test_error_mapping(handler: Callable[[dict[str, Any]], httpx2.Response],
                              expected: type[Exception], reason: str | None) -> None:
     adapter = adapter_for(Server(handler))
-    with pytest.raises(expected) as info:
-        await adapter.chat(req(logprobs=expected is CapabilityError))
-    exc = info.value
-    assert type(exc) is expected
+    exc = await raises_exactly(adapter.chat(req(logprobs=expected is CapabilityError)), expected, reason)
     assert KEY not in str(exc) and "openai" in str(exc)
-    if reason is not None:
-        assert isinstance(exc, TransientError) and exc.reason == reason
     if isinstance(exc, RateLimited):
         assert exc.retry_after == pytest.approx(1.5)
     await adapter.aclose()
@@ -393,9 +389,7 @@ async def test_timeout_and_connection_errors() -> None:
     for fn, reason in ((slow, "timeout"), (refused, "connection")):
         client = openai.DefaultAsyncHttpxClient(transport=httpx2.MockTransport(fn))
         adapter = OpenAIChatAdapter(load_profile("openai"), api_key=KEY, http_client=client)
-        with pytest.raises(TransientError) as info:
-            await adapter.chat(req())
-        assert info.value.reason == reason
+        await raises_exactly(adapter.chat(req()), TransientError, reason)
         await adapter.aclose()
 
 
@@ -438,25 +432,13 @@ async def test_real_http_success_with_logprobs_n_and_ratelimit_headers() -> None
         await adapter.aclose()
 
 
-@pytest.mark.parametrize(("fault", "expected", "reason"), [
-    ("429", RateLimited, None),
-    ("insufficient_quota", QuotaExhausted, None),
-    ("401", AuthError, None),
-    ("500", TransientError, "500"),
-    ("503", TransientError, "503"),
-    ("reset", TransientError, "connection"),
-    ("truncated", TransientError, "malformed"),
-])
+@pytest.mark.parametrize(("fault", "expected", "reason"), SHARED_FAULTS)
 async def test_emulator_faults_map_to_clearapi_errors(fault: str, expected: type[Exception],
                                                       reason: str | None) -> None:
     async with Emulator(api_key=EMU_KEY, fault_at={1: fault}) as emu:
         adapter = emu_adapter(emu)
-        with pytest.raises(expected) as info:
-            await adapter.chat(req())
-        exc = info.value
-        assert type(exc) is expected and EMU_KEY not in str(exc)
-        if reason:
-            assert isinstance(exc, TransientError) and exc.reason == reason
+        exc = await raises_exactly(adapter.chat(req()), expected, reason)
+        assert EMU_KEY not in str(exc)
         if isinstance(exc, RateLimited):
             assert exc.retry_after is not None and exc.retry_after > 0
         resp = await adapter.chat(req())  # the next request is fine: nothing sticky
@@ -467,9 +449,7 @@ async def test_emulator_faults_map_to_clearapi_errors(fault: str, expected: type
 async def test_emulator_hang_is_a_timeout() -> None:
     async with Emulator(api_key=EMU_KEY, fault_at={1: "hang"}) as emu:
         adapter = emu_adapter(emu, timeout=0.5)
-        with pytest.raises(TransientError) as info:
-            await adapter.chat(req())
-        assert info.value.reason == "timeout"
+        await raises_exactly(adapter.chat(req()), TransientError, "timeout")
         await adapter.aclose()
 
 
@@ -487,34 +467,21 @@ async def test_connection_refused_is_transient() -> None:
     async with Emulator() as emu:
         url = emu.base_url
     adapter = OpenAIChatAdapter(load_profile("openai"), base_url=url + "/v1", api_key=EMU_KEY, timeout=5)
-    with pytest.raises(TransientError) as info:
-        await adapter.chat(req())
-    assert info.value.reason == "connection"
+    await raises_exactly(adapter.chat(req()), TransientError, "connection")
     await adapter.aclose()
 
 
 @pytest.mark.parametrize(("code", "expected", "reason"), [
-    ("400", BadRequest, None),
+    *SHARED_STATUSES,
     ("400-logprobs", CapabilityError, None),
-    ("403", AuthError, None),
-    ("404", BadRequest, None),
-    ("408", TransientError, "408"),
-    ("409", TransientError, "409"),
-    ("422", BadRequest, None),
     ("502", TransientError, "502"),
-    ("500-noretry", FatalError, None),
 ])
 async def test_status_codes_map_over_real_http(code: str, expected: type[Exception],
                                                reason: str | None) -> None:
     async with Emulator(api_key=EMU_KEY, extensions=[install_status_routes]) as emu:
         adapter = emu_adapter(emu, f"/status/{code}/v1")
-        with pytest.raises(expected) as info:
-            await adapter.chat(req(logprobs=True))
-        exc = info.value
-        assert type(exc) is expected
+        exc = await raises_exactly(adapter.chat(req(logprobs=True)), expected, reason)
         assert "openai" in str(exc) and code.split("-")[0] in str(exc)
-        if reason:
-            assert isinstance(exc, TransientError) and exc.reason == reason
         if expected is CapabilityError:
             assert "gpt-4o-mini" in str(exc)
             assert adapter.capabilities.logprobs is False  # remembered
@@ -530,9 +497,7 @@ async def test_failed_extra_call_raises_one_mapped_error() -> None:
         return ok(completion([choice("x")]))
 
     adapter = adapter_for(Server(handler))
-    with pytest.raises(TransientError) as info:
-        await adapter.chat(req(n=4, seed=1))
-    assert info.value.reason == "503"
+    await raises_exactly(adapter.chat(req(n=4, seed=1)), TransientError, "503")
     await adapter.aclose()
 
 

@@ -196,7 +196,10 @@ def test_anthropic_message_batches_match_online(tmp_path: Path, emulator_factory
     batch = asyncio.run(run("batch", tmp_path / "c.sqlite", FAST))
     assert (tmp_path / "batch" / "scores.jsonl").read_bytes() == (tmp_path / "online" / "scores.jsonl").read_bytes()
     judged = (tmp_path / "batch" / "scores.jsonl").read_bytes().count(b'"judgement"')
-    assert len(beh.created) == (2 if judged else 1) and all(b.startswith("msgbatch_") for b in beh.created)
+    # one batch for the independent calls; judgements (both orders, the second only when the
+    # first can still change the decision) come in later stages
+    assert (len(beh.created) > 1) == bool(judged) and len(beh.created) <= 3
+    assert all(b.startswith("msgbatch_") for b in beh.created)
     assert not beh.paid_twice
     retried = sum(batch.engine.retries.values())
     assert retried >= 1 and emu.stats().by_path.get("/v1/messages", 0) - before == retried
@@ -317,6 +320,9 @@ def test_a_refused_batch_is_served_online(tmp_path: Path, emulator_factory: Fact
 
     summary = asyncio.run(main())
     refused = summary.engine.retries.get("batch_refused", 0)
-    assert refused >= 7 and summary.engine.batch_requests == 0 and not beh.created
-    assert emu.stats().by_path.get("/v1/messages", 0) == refused == summary.engine.requests
+    # the first stage (7 requests) is over the limit and goes online; a later judgement stage
+    # small enough for the limit may still go as a batch
+    assert refused >= 7 and summary.engine.batch_requests <= beh.max_requests * len(beh.created)
+    assert emu.stats().by_path.get("/v1/messages", 0) == refused
+    assert summary.engine.requests == refused + summary.engine.batch_requests
     assert summary.counts.rows == 1 and summary.counts.rejected == 0

@@ -204,7 +204,7 @@ def test_provider_without_logprobs_samples_the_rating(tmp_path: Path, emulator: 
     src, total = _subset(tmp_path, 4)
     out = tmp_path / "out"
     args = ["curate", str(src), "-o", str(out), "--provider", "anthropic", "--model", "claude-3-5-haiku-latest",
-            "--base-url", emulator.base_url, "--no-cache", "--samples", "2"]
+            "--base-url", emulator.base_url, "--no-cache", "--samples", "2", "--rpm", "60000", "--tpm", "100000000"]
     assert main(args) == 0
     _check_outputs(out, total, rejected_lines=[2, 3])
     scores = _jsonl(out / "scores.jsonl")
@@ -213,3 +213,19 @@ def test_provider_without_logprobs_samples_the_rating(tmp_path: Path, emulator: 
         assert "answer_confidence" not in s["methods"]
         assert s["calls"] >= 3 + 2  # three rating samples and two answers, one call each
     assert emulator.stats().by_path.get("/v1/messages", 0) >= 5 * len(scores)
+
+
+def test_csv_input_and_another_target(tmp_path: Path, emulator: EmulatorThread,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src = tmp_path / "data.csv"
+    src.write_text("question,answer\nWhat is the capital of Japan?,Tokyo.\n"
+                   "What is 9 times 7?,63\nWhat is the capital of Italy?,\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = _openai_args(emulator, src, out, "--prompt-column", "question", "--response-column", "answer",
+                        "--target", "together", "--threshold", "0")
+    assert main(args) == 0
+    summary = _check_outputs(out, 3, rejected_lines=[4])  # CSV record 3 (line 4) has an empty answer
+    assert summary["counts"]["kept"] == 2
+    curated = _jsonl(out / "curated.jsonl")
+    assert [r["messages"][-1]["content"] for r in curated] == ["Tokyo.", "63"]

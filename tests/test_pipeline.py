@@ -145,3 +145,32 @@ def test_answer_budget_scales_with_response() -> None:
     assert plan.answer_tokens("Ottawa.") == plan.min_answer_tokens
     assert plan.answer_tokens("x" * 4000) == plan.max_answer_tokens
     assert plan.min_answer_tokens < plan.answer_tokens("x" * 200) < plan.max_answer_tokens
+
+
+async def test_sampled_judge_stops_after_a_lost_greedy_order() -> None:
+    """Without logprobs a judge that prefers y in either greedy order costs just the two greedy calls."""
+
+    def position_biased(request: ChatRequest) -> ChatResponse:
+        return ChatResponse(choices=[Choice(text="A") for _ in range(request.n)])  # always the first answer
+
+    adapter = ScriptedAdapter(respond=position_biased, capabilities=ANTHROPIC_LIKE)
+    async with Engine("anthropic", adapter=adapter, cache=False, progress=False) as engine:
+        plan = ScoringPlan.for_capabilities(engine.capabilities)
+        j = await judge(engine, plan, EXAMPLE, "Ottawa.")
+    assert adapter.calls == 2
+    assert (j.candidate_second, j.candidate_first) == (0.0, 1.0) and not j.wins_both
+
+
+async def test_sampled_judge_measures_confidence_when_both_greedy_orders_win() -> None:
+    model = FakeModel()
+
+    def letters(request: ChatRequest) -> ChatResponse:
+        dist = model(request)  # the logprob answer, read as text
+        return ChatResponse(choices=[Choice(text=dist.text) for _ in range(request.n)])
+
+    adapter = ScriptedAdapter(respond=letters, capabilities=ANTHROPIC_LIKE)
+    async with Engine("anthropic", adapter=adapter, cache=False, progress=False) as engine:
+        plan = ScoringPlan.for_capabilities(engine.capabilities)
+        j = await judge(engine, plan, EXAMPLE, "Ottawa.")
+    assert adapter.calls == 2 + 2 * (plan.rating_samples - 1)
+    assert j.candidate_second == 1.0 and j.candidate_first == 1.0

@@ -17,18 +17,16 @@ Limits: 100,000 requests or 256 MB per batch, whichever comes first
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import anthropic
-import httpx2
 import orjson
-import pydantic
 
 from clearapi.adapters.anthropic_messages import AnthropicMessagesAdapter
+from clearapi.adapters.errors import raise_translated
 from clearapi.engine.batch import BatchPoll, LineResult
-from clearapi.errors import AuthError, BadRequest, ClearAPIError, TransientError, redact
+from clearapi.errors import AuthError, BadRequest, redact
 from clearapi.records import ChatRequest, ChatResponse
 
 __all__ = ["AnthropicBatchSubmitter"]
@@ -113,14 +111,4 @@ class AnthropicBatchSubmitter:
         return LineResult(cid, retry=etype)
 
     def _raise(self, exc: Exception) -> NoReturn:
-        if isinstance(exc, ClearAPIError):
-            raise exc
-        if isinstance(exc, anthropic.AnthropicError):
-            raise self._adapter.map_error(exc) from exc
-        if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError | UnicodeDecodeError):
-            raise TransientError(f"{self._name}: malformed response body ({type(exc).__name__})",
-                                 reason="malformed") from exc
-        if isinstance(exc, httpx2.HTTPError):
-            raise TransientError(f"{self._name}: connection failed ({type(exc).__name__})",
-                                 reason="connection") from exc
-        raise exc
+        raise_translated(exc, anthropic.AnthropicError, provider=self._name, map_error=self._adapter.map_error)

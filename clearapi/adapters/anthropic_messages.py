@@ -8,40 +8,44 @@ log-probabilities at all: the capabilities say so, a request for them is refused
 `CapabilityError` before any call, and the method falls back to sampled self-ratings.
 
 This module is the one place where the anthropic SDK's exceptions become clearapi's;
-529 ``overloaded_error`` is transient (Anthropic's "busy, try again"), unlike a 4xx.
+529 ``overloaded_error`` is transient (Anthropic's "busy, try again"), unlike a 4xx. What
+a status means to both protocols alike is decided in `clearapi.adapters.errors`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import anthropic
 import httpx2
-import pydantic
 from anthropic.types import Message as AnthropicMessage
 
+from clearapi.adapters.errors import (
+    BELOW_SDK,
+    HTTPFailure,
+    SdkErrors,
+    below_sdk_error,
+    map_status,
+    transport_error,
+)
 from clearapi.adapters.fanout import gather_calls
-from clearapi.adapters.ratelimit_headers import parse_anthropic_ratelimit, parse_retry_after
+from clearapi.adapters.hosted import NO_KEY, HostedAdapter, pool_limits
+from clearapi.adapters.ratelimit_headers import parse_anthropic_ratelimit
 from clearapi.errors import (
-    AuthError,
     BadRequest,
     CapabilityError,
     ClearAPIError,
-    ConfigError,
-    FatalError,
     QuotaExhausted,
-    RateLimited,
     TransientError,
-    redact,
 )
 from clearapi.profiles import Profile
 from clearapi.records import Capabilities, ChatRequest, ChatResponse, Choice, Message, Usage
 
 __all__ = ["AnthropicMessagesAdapter", "to_anthropic_messages"]
 
-_NO_KEY = "no-key-required"
+_SDK_ERRORS = SdkErrors(timeout=anthropic.APITimeoutError, connection=anthropic.APIConnectionError,
+                        malformed=anthropic.APIResponseValidationError)
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
 
@@ -66,41 +70,22 @@ def to_anthropic_messages(messages: list[Message]) -> tuple[str | None, list[dic
     return ("\n\n".join(system) if system else None), turns
 
 
-class AnthropicMessagesAdapter:
+class AnthropicMessagesAdapter(HostedAdapter[anthropic.AsyncAnthropic]):
     """`Adapter` over ``anthropic.AsyncAnthropic``: one client per adapter, SDK retries off."""
 
     def __init__(self, profile: Profile, *, model: str | None = None, base_url: str | None = None,
                  api_key: str | None = None, timeout: float = 120.0, max_concurrency: int = 16,
                  http_client: httpx2.AsyncClient | None = None) -> None:
-        url = base_url or profile.base_url
-        if not url:
-            raise ConfigError(f"provider {profile.name!r} has no base_url; pass --base-url")
-        self._profile = profile
-        self._model = model or profile.default_model
-        self._base_url = url
-        self._key = api_key
+        super().__init__(profile, model=model, base_url=base_url, api_key=api_key)
         if http_client is None:
-            http_client = anthropic.DefaultAsyncHttpxClient(
-                timeout=timeout,
-                limits=httpx2.Limits(max_connections=max_concurrency,
-                                     max_keepalive_connections=max_concurrency),
-            )
+            http_client = anthropic.DefaultAsyncHttpxClient(timeout=timeout, limits=pool_limits(max_concurrency))
         # Explicit key always, so the SDK never falls back to env vars or profile files.
-        self._client = anthropic.AsyncAnthropic(api_key=api_key or _NO_KEY, base_url=url, timeout=timeout,
-                                                max_retries=0, http_client=http_client)
-        self._closed = False
+        self._client = anthropic.AsyncAnthropic(api_key=api_key or NO_KEY, base_url=self._base_url,
+                                                timeout=timeout, max_retries=0, http_client=http_client)
 
     @property
     def capabilities(self) -> Capabilities:
         return self._profile.capabilities_for(self._model)
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def profile(self) -> Profile:
-        return self._profile
 
     async def chat(self, request: ChatRequest) -> ChatResponse:
         model = request.model or self._model
@@ -123,11 +108,6 @@ class AnthropicMessagesAdapter:
             usage = usage + self._usage(message)
         return ChatResponse(choices=choices, usage=usage, model=model, provider=self._profile.name,
                             calls=len(calls), notes=notes, ratelimit=parse_anthropic_ratelimit(calls[0][1]))
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._client.close()
 
     def _params(self, request: ChatRequest, model: str, notes: list[str]) -> dict[str, Any]:
         system, turns = to_anthropic_messages(request.messages)
@@ -158,12 +138,8 @@ class AnthropicMessagesAdapter:
             message = await raw.parse()
         except anthropic.AnthropicError as exc:
             self._raise_mapped(exc, str(params.get("model")))
-        except (json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError) as exc:
-            raise TransientError(f"{self._profile.name}: malformed response body ({type(exc).__name__})",
-                                 reason="malformed") from exc
-        except httpx2.HTTPError as exc:
-            raise TransientError(f"{self._profile.name}: connection failed ({type(exc).__name__})",
-                                 reason="connection") from exc
+        except BELOW_SDK as exc:
+            raise below_sdk_error(self._profile.name, exc) from exc
         if not isinstance(message, AnthropicMessage) or not isinstance(getattr(message, "content", None), list):
             raise TransientError(f"{self._profile.name}: malformed response body (no content)",
                                  reason="malformed")
@@ -193,46 +169,24 @@ class AnthropicMessagesAdapter:
         raise self.map_error(exc, model) from exc
 
     def map_error(self, exc: BaseException, model: str | None = None) -> ClearAPIError:
-        """The one translation of anthropic SDK exceptions into clearapi's tree."""
+        """The one translation of anthropic SDK exceptions into clearapi's tree.
+
+        Anthropic's own cases (529 ``overloaded_error``, billing and credit
+        balance) are decided here; what every status means to both protocols alike, in `clearapi.adapters.errors`.
+        """
         name = self._profile.name
         model = model or self._model
-        key = self._key
-
-        def msg(text: str) -> str:
-            return redact(f"{name}: {text}", key)
-
-        if isinstance(exc, anthropic.APITimeoutError):
-            return TransientError(msg(f"request timed out ({self._base_url})"), reason="timeout")
-        if isinstance(exc, anthropic.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = f": {type(cause).__name__}" if cause else ""
-            return TransientError(msg(f"connection failed to {self._base_url}{detail}"), reason="connection")
-        if isinstance(exc, anthropic.APIResponseValidationError):
-            return TransientError(msg("malformed response body"), reason="malformed")
         if not isinstance(exc, anthropic.APIStatusError):
-            return FatalError(msg(f"{type(exc).__name__}: {exc}"))
-        status = exc.status_code
-        headers = exc.response.headers
-        kind = exc.type or ""
-        server = (exc.api_message or _body_text(exc.body) or exc.message)[:500]
-        label = f"HTTP {status}" + (f" {kind}" if kind else "")
-        text = msg(f"{label} for model {model!r}: {server}")
-        retry_after = parse_retry_after(headers)
-        if status == 529 or kind == "overloaded_error":
-            return TransientError(text, reason="529", retry_after=retry_after)
-        if status == 402 or kind == "billing_error" or "credit balance" in server.lower():
-            return QuotaExhausted(text)
-        if headers.get("x-should-retry") == "false" and status not in (400, 401, 403, 404, 413, 422):
-            return FatalError(msg(f"{label} for model {model!r} (server says do not retry): {server}"))
-        if status == 429:
-            return RateLimited(text, retry_after=retry_after, ratelimit=parse_anthropic_ratelimit(headers))
-        if status in (401, 403):
-            env = self._profile.api_key_env
-            hint = f" (the key comes from {env})" if env else ""
-            return AuthError(text + hint)
-        if status in (408, 409) or status >= 500 or headers.get("x-should-retry") == "true":
-            return TransientError(text, reason=str(status), retry_after=retry_after)
-        return BadRequest(text)
+            return transport_error(exc, _SDK_ERRORS, provider=name, base_url=self._base_url, key=self._key)
+        failure = HTTPFailure(provider=name, model=model, status=exc.status_code, kind=exc.type or "",
+                              server=(exc.api_message or _body_text(exc.body) or exc.message)[:500],
+                              headers=exc.response.headers, key=self._key)
+        if failure.status == 529 or failure.kind == "overloaded_error":
+            return TransientError(failure.text, reason="529", retry_after=failure.retry_after)
+        if failure.status == 402 or failure.kind == "billing_error" or "credit balance" in failure.server.lower():
+            return QuotaExhausted(failure.text)
+        return map_status(failure, key_env=self._profile.api_key_env, ratelimit=parse_anthropic_ratelimit,
+                          keeps_class=(400, 401, 403, 404, 413, 422))
 
 
 def _body_text(body: object) -> str:

@@ -18,19 +18,18 @@ checked 2026-11-25). 200 MB is read as 200 x 10^6 bytes, the safe side of either
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NoReturn
 
-import httpx2
 import openai
 import orjson
 import pydantic
 from openai.types.chat import ChatCompletion
 
+from clearapi.adapters.errors import raise_translated
 from clearapi.adapters.openai_chat import OpenAIChatAdapter, _usage
 from clearapi.engine.batch import BatchPoll, LineResult
-from clearapi.errors import AuthError, BadRequest, ClearAPIError, TransientError, redact
+from clearapi.errors import AuthError, BadRequest, TransientError, redact
 from clearapi.records import ChatRequest, ChatResponse
 
 __all__ = ["OpenAIBatchSubmitter"]
@@ -168,17 +167,7 @@ class OpenAIBatchSubmitter:
                             provider=self._name, calls=1, notes=notes)
 
     def _raise(self, exc: Exception) -> NoReturn:
-        if isinstance(exc, ClearAPIError):
-            raise exc
-        if isinstance(exc, openai.OpenAIError):
-            raise self._adapter.map_error(exc) from exc
-        if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError | UnicodeDecodeError):
-            raise TransientError(f"{self._name}: malformed response body ({type(exc).__name__})",
-                                 reason="malformed") from exc
-        if isinstance(exc, httpx2.HTTPError):
-            raise TransientError(f"{self._name}: connection failed ({type(exc).__name__})",
-                                 reason="connection") from exc
-        raise exc
+        raise_translated(exc, openai.OpenAIError, provider=self._name, map_error=self._adapter.map_error)
 
 
 def _error_message(body: object) -> str:

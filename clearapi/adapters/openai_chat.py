@@ -16,12 +16,12 @@ Each workaround is written into `ChatResponse.notes` so a report can say what ha
 Model knowledge (which models want ``max_completion_tokens`` or refuse logprobs) is
 profile data (``[models."o*"]``), not code here.
 
-This module is also the one place where the openai SDK's exceptions become clearapi's.
+This module is also the one place where the openai SDK's exceptions become clearapi's
+(what a status means to both protocols alike is decided in `clearapi.adapters.errors`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,19 +32,22 @@ import openai
 import pydantic
 from openai.types.chat import ChatCompletion
 
+from clearapi.adapters.errors import (
+    BELOW_SDK,
+    HTTPFailure,
+    SdkErrors,
+    below_sdk_error,
+    map_status,
+    transport_error,
+)
 from clearapi.adapters.fanout import gather_calls
-from clearapi.adapters.ratelimit_headers import parse_ratelimit, parse_retry_after
+from clearapi.adapters.hosted import NO_KEY, HostedAdapter, pool_limits
+from clearapi.adapters.ratelimit_headers import parse_ratelimit
 from clearapi.errors import (
-    AuthError,
-    BadRequest,
     CapabilityError,
     ClearAPIError,
-    ConfigError,
-    FatalError,
     QuotaExhausted,
-    RateLimited,
     TransientError,
-    redact,
 )
 from clearapi.profiles import Profile
 from clearapi.records import (
@@ -64,7 +67,8 @@ __all__ = ["SENTINEL_FLOOR", "OpenAIChatAdapter", "convert_logprob"]
 #: Log-probabilities below this are "not in the list" sentinels, not probabilities
 #: (e^-1000 is far below anything a float32 softmax can represent).
 SENTINEL_FLOOR = -1000.0
-_NO_KEY = "no-key-required"
+_SDK_ERRORS = SdkErrors(timeout=openai.APITimeoutError, connection=openai.APIConnectionError,
+                        malformed=openai.APIResponseValidationError)
 
 
 @dataclass
@@ -98,45 +102,26 @@ def convert_logprob(value: object) -> tuple[float | None, bool]:
     return min(v, 0.0), False
 
 
-class OpenAIChatAdapter:
+class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
     """`Adapter` over ``openai.AsyncOpenAI``: one client per adapter, reused, SDK retries off."""
 
     def __init__(self, profile: Profile, *, model: str | None = None, base_url: str | None = None,
                  api_key: str | None = None, timeout: float = 120.0, max_concurrency: int = 16,
                  http_client: httpx2.AsyncClient | None = None) -> None:
-        url = base_url or profile.base_url
-        if not url:
-            raise ConfigError(f"provider {profile.name!r} has no base_url; pass --base-url")
-        self._profile = profile
-        self._model = model or profile.default_model
-        self._base_url = url
-        self._key = api_key
+        super().__init__(profile, model=model, base_url=base_url, api_key=api_key)
         if http_client is None:
-            http_client = openai.DefaultAsyncHttpxClient(
-                timeout=timeout,
-                limits=httpx2.Limits(max_connections=max_concurrency,
-                                     max_keepalive_connections=max_concurrency),
-            )
+            http_client = openai.DefaultAsyncHttpxClient(timeout=timeout, limits=pool_limits(max_concurrency))
         # An explicit key always: otherwise the SDK would read OPENAI_API_KEY from the
         # environment and send the user's OpenAI key to whatever server base_url names.
-        self._client = openai.AsyncOpenAI(api_key=api_key or _NO_KEY, base_url=url, timeout=timeout,
+        self._client = openai.AsyncOpenAI(api_key=api_key or NO_KEY, base_url=self._base_url, timeout=timeout,
                                           max_retries=0, http_client=http_client)
         self._learned: dict[str, _Learned] = {}
-        self._closed = False
 
     # -- Adapter protocol --------------------------------------------------------------
 
     @property
     def capabilities(self) -> Capabilities:
         return self.capabilities_for(self._model)
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def profile(self) -> Profile:
-        return self._profile
 
     def capabilities_for(self, model: str) -> Capabilities:
         """The profile's view of `model`, narrowed by what its answers have shown."""
@@ -166,11 +151,6 @@ class OpenAIChatAdapter:
         choices, usage, calls, ratelimit = await self._sample(request, model, caps, params, notes)
         return ChatResponse(choices=choices, usage=usage, model=model, provider=self._profile.name,
                             calls=calls, notes=notes, ratelimit=ratelimit)
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._client.close()
 
     # -- building the request ----------------------------------------------------------
 
@@ -271,12 +251,8 @@ class OpenAIChatAdapter:
             completion = raw.parse()
         except openai.OpenAIError as exc:
             self._raise_mapped(exc, str(params.get("model")))
-        except (json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError) as exc:
-            raise TransientError(f"{self._profile.name}: malformed response body ({type(exc).__name__})",
-                                 reason="malformed") from exc
-        except httpx2.HTTPError as exc:
-            raise TransientError(f"{self._profile.name}: connection failed ({type(exc).__name__})",
-                                 reason="connection") from exc
+        except BELOW_SDK as exc:
+            raise below_sdk_error(self._profile.name, exc) from exc
         if not isinstance(completion, ChatCompletion) or not isinstance(
                 getattr(completion, "choices", None), list) or not completion.choices:
             raise TransientError(f"{self._profile.name}: malformed response body (no choices)",
@@ -385,49 +361,26 @@ class OpenAIChatAdapter:
         raise self.map_error(exc, model) from exc
 
     def map_error(self, exc: BaseException, model: str | None = None) -> ClearAPIError:
-        """The one translation of openai SDK exceptions into clearapi's tree."""
+        """The one translation of openai SDK exceptions into clearapi's tree.
+
+        OpenAI's own cases (``insufficient_quota``, 402, a 400 that refuses
+        logprobs) are decided here; what every status means to both protocols alike, in `clearapi.adapters.errors`.
+        """
         name = self._profile.name
         model = model or self._model
-        key = self._key
-
-        def msg(text: str) -> str:
-            return redact(f"{name}: {text}", key)
-
-        if isinstance(exc, openai.APITimeoutError):
-            return TransientError(msg(f"request timed out ({self._base_url})"), reason="timeout")
-        if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc.__context__
-            detail = f": {type(cause).__name__}" if cause else ""
-            return TransientError(msg(f"connection failed to {self._base_url}{detail}"), reason="connection")
-        if isinstance(exc, openai.APIResponseValidationError):
-            return TransientError(msg("malformed response body"), reason="malformed")
         if not isinstance(exc, openai.APIStatusError):
-            return FatalError(msg(f"{type(exc).__name__}: {exc}"))
-        status = exc.status_code
-        headers = exc.response.headers
-        server = _server_message(exc.body, exc.message)
-        kind = exc.code or exc.type
-        label = f"HTTP {status}" + (f" {kind}" if kind else "")
-        text = msg(f"{label} for model {model!r}: {server}")
-        retry_after = parse_retry_after(headers)
-        if status == 429 and "insufficient_quota" in (exc.code, exc.type):
-            return QuotaExhausted(text)
-        if status == 402:
-            return QuotaExhausted(text)
-        if headers.get("x-should-retry") == "false" and status not in (400, 401, 403, 404, 422):
-            return FatalError(msg(f"{label} for model {model!r} (server says do not retry): {server}"))
-        if status == 429:
-            return RateLimited(text, retry_after=retry_after, ratelimit=parse_ratelimit(headers))
-        if status in (401, 403):
-            env = self._profile.api_key_env
-            hint = f" (the key comes from {env})" if env else ""
-            return AuthError(text + hint)
-        if status == 400 and "logprob" in server.lower():
+            return transport_error(exc, _SDK_ERRORS, provider=name, base_url=self._base_url, key=self._key)
+        failure = HTTPFailure(provider=name, model=model, status=exc.status_code, kind=exc.code or exc.type or "",
+                              server=_server_message(exc.body, exc.message), headers=exc.response.headers,
+                              key=self._key)
+        if failure.status == 402 or (failure.status == 429 and "insufficient_quota" in (exc.code, exc.type)):
+            return QuotaExhausted(failure.text)
+        if failure.status == 400 and "logprob" in failure.server.lower():
             self._learn(model).logprobs_missing = True
-            return CapabilityError(msg(f"model {model!r} refused logprobs (HTTP 400: {server})"))
-        if status in (408, 409) or status >= 500 or headers.get("x-should-retry") == "true":
-            return TransientError(text, reason=str(status), retry_after=retry_after)
-        return BadRequest(text)
+            return CapabilityError(failure.message(f"model {model!r} refused logprobs "
+                                                   f"(HTTP 400: {failure.server})"))
+        return map_status(failure, key_env=self._profile.api_key_env, ratelimit=parse_ratelimit,
+                          keeps_class=(400, 401, 403, 404, 422))
 
 
 def _wire_message(message: Message) -> dict[str, str]:

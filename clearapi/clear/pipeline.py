@@ -10,7 +10,7 @@ rating          reflection prompt, ``max_tokens=1``, top logprobs      always (s
 answers         the row's prompt, ``n=K`` samples at temperature 1,    ``samples > 0`` (K calls
                 with logprobs                                          without ``n``)
 likelihood      teacher-forced log P(y | prompt)                       provider scores given text
-unconditional   teacher-forced log P(y | neutral prompt), for PMI      provider scores given text
+baseline        teacher-forced log P(y | prompt minus its question)    provider scores given text
 ==============  =====================================================  ===========================
 
 On a provider with logprobs and ``n`` (OpenAI-style) that is **2 calls per row**; the local
@@ -129,7 +129,7 @@ class ScoringPlan:
                 out["answer_confidence"] = "logprobs of the model's own answer"
         if self.likelihood:
             out["likelihood"] = "teacher-forced"
-            out["pmi"] = "teacher-forced, vs neutral prompt"
+            out["pmi"] = "teacher-forced, vs the prompt without its question"
         return out
 
 
@@ -174,8 +174,8 @@ async def _self_rating(engine: Chat, work: RowWork, plan: ScoringPlan,
 
 
 async def _sampled_letters(engine: Chat, work: RowWork, plan: ScoringPlan, messages: list[Any],
-                           options: Sequence[str], tag: str) -> list[str | None]:
-    k = plan.rating_samples
+                           options: Sequence[str], tag: str, k: int | None = None) -> list[str | None]:
+    k = plan.rating_samples if k is None else k
     if plan.n_per_call:
         response = await work.ask(engine, ChatRequest(messages=messages, max_tokens=3, temperature=1.0, n=k,
                                                       seed=plan.seed, tag=tag))
@@ -319,29 +319,51 @@ def candidate_of(score: Score) -> Candidate | None:
 
 async def judge(engine: Chat, plan: ScoringPlan, example: Example, candidate: str,
                 work: RowWork | None = None) -> Judgement:
-    """Ask the pairwise judge in both orders; P(candidate preferred) for each order."""
+    """Ask the pairwise judge in both orders; P(candidate preferred) for each order.
+
+    With logprobs that is one ``max_tokens=1`` call per order. Without, each order is first
+    asked once at temperature 0; only if *both* greedy verdicts prefer the candidate (else
+    the both-orders rule has already failed) are more verdicts sampled to measure how sure
+    the judge is. Most judged rows therefore cost 2 calls, not 2 × the rating samples.
+    """
     work = work or RowWork()
     y = example.response
-    second, first = await asyncio.gather(
-        _prefers(engine, work, plan, prompts.pairwise_messages(example.prompt_messages, y, candidate), "B"),
-        _prefers(engine, work, plan, prompts.pairwise_messages(example.prompt_messages, candidate, y), "A"),
-    )
-    return Judgement(candidate_second=second, candidate_first=first)
+    orders = [(prompts.pairwise_messages(example.prompt_messages, y, candidate), "B"),
+              (prompts.pairwise_messages(example.prompt_messages, candidate, y), "A")]
+    if plan.rating == "logprobs":
+        second, first = await asyncio.gather(*(_prefers(engine, work, plan, m, letter) for m, letter in orders))
+        return Judgement(candidate_second=second, candidate_first=first)
+    greedy = await asyncio.gather(*(_greedy_letter(engine, work, plan, m) for m, _ in orders))
+    if any(g != letter for g, (_, letter) in zip(greedy, orders, strict=True)):
+        return Judgement(candidate_second=1.0 if greedy[0] == "B" else 0.0,
+                         candidate_first=1.0 if greedy[1] == "A" else 0.0)
+    extra = max(0, plan.rating_samples - 1)
+    if not extra:
+        return Judgement(candidate_second=1.0, candidate_first=1.0)
+    sampled = await asyncio.gather(*(
+        _sampled_letters(engine, work, plan, m, ("A", "B"), "judge", k=extra) for m, _ in orders))
+    shares = []
+    for letters, (_, letter) in zip(sampled, orders, strict=True):
+        read = [x for x in letters if x is not None]
+        shares.append((1 + sum(1 for x in read if x == letter)) / (1 + len(read)))
+    return Judgement(candidate_second=shares[0], candidate_first=shares[1])
+
+
+async def _greedy_letter(engine: Chat, work: RowWork, plan: ScoringPlan, messages: list[Any]) -> str | None:
+    response = await work.ask(engine, ChatRequest(messages=messages, max_tokens=3, temperature=0.0,
+                                                  seed=plan.seed, tag="judge"))
+    return read_letter(response.text, ("A", "B"))
 
 
 async def _prefers(engine: Chat, work: RowWork, plan: ScoringPlan, messages: list[Any], letter: str) -> float:
-    if plan.rating == "logprobs":
-        response = await work.ask(engine, ChatRequest(
-            messages=messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=plan.top_logprobs,
-            seed=plan.seed, tag="judge"))
-        choice = response.choices[0] if response.choices else None
-        first = choice.logprobs[0] if choice is not None and choice.logprobs else None
-        if first is not None:
-            pairs = [(t.token, t.logprob) for t in first.top] or [(first.token, first.logprob or 0.0)]
-            probs = option_probabilities(pairs, ("A", "B"))
-            if probs is not None:
-                return probs[letter]
-        return 1.0 if read_letter(response.text, ("A", "B")) == letter else 0.0
-    letters = await _sampled_letters(engine, work, plan, messages, ("A", "B"), "judge")
-    read = [x for x in letters if x is not None]
-    return sum(1.0 for x in read if x == letter) / len(read) if read else 0.0
+    response = await work.ask(engine, ChatRequest(
+        messages=messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=plan.top_logprobs,
+        seed=plan.seed, tag="judge"))
+    choice = response.choices[0] if response.choices else None
+    first = choice.logprobs[0] if choice is not None and choice.logprobs else None
+    if first is not None:
+        pairs = [(t.token, t.logprob) for t in first.top] or [(first.token, first.logprob or 0.0)]
+        probs = option_probabilities(pairs, ("A", "B"))
+        if probs is not None:
+            return probs[letter]
+    return 1.0 if read_letter(response.text, ("A", "B")) == letter else 0.0

@@ -16,6 +16,14 @@ The rules (CLEAR's auto-filter and auto-correct, made conservative):
 
   A row that fails a gate is dropped (``both``) or kept as it was (``correct``).
 
+Defaults. The cut is absolute, 0.5 ("below even odds that the response is right"), not the
+paper's dataset median: a user expects a clean file to stay (nearly) whole, and the median
+drops half of any file however good it is. ``--filter-fraction 0.5`` gives the paper's rule.
+A candidate needs confidence 0.6 (token probability and sample agreement averaged, see
+`clearapi.clear.pipeline`) before a judge is even asked: on SmolLM2-135M that gate plus the
+judge refused every correction on both example sets, the right outcome for a judge whose
+preferences sit near 0.5 and flip with the order of the answers.
+
 Taking the *weaker* order as the judgement's confidence is stricter than averaging: a
 judge that prefers y′ strongly in one order and weakly in the other is mostly showing
 position bias. This matches the asymmetry of the job: a clean row damaged by a wrong

@@ -26,10 +26,11 @@ Signals
     Geometric-mean token probability of the dataset response y itself under the prompt
     (teacher forcing; only providers that can score given text, i.e. the local model).
 ``pmi``
-    Pointwise mutual information per token: mean log P(y | x) − mean log P(y | neutral
-    prompt), squashed to [0, 1] by a logistic. It asks whether the prompt makes y *more*
-    likely, which plain likelihood cannot: short generic text and a response that belongs
-    to another row are likely in any context.
+    Pointwise mutual information per token: mean log P(y | x) − mean log P(y | baseline),
+    squashed to [0, 1] by a logistic. The baseline is the prompt without its question
+    (`clearapi.clear.prompts.baseline_prompt`). It asks whether the question makes y *more*
+    likely, which plain likelihood cannot: short generic text, a response that belongs to
+    another row and a sentence copied from the passage are likely without the question.
 
 How they are combined lives in `clearapi.clear.combine`.
 """
@@ -145,7 +146,7 @@ def geometric_mean_probability(logprobs: Sequence[float | None]) -> float | None
 
 
 def pmi_per_token(conditional: Sequence[float | None], unconditional: Sequence[float | None]) -> float | None:
-    """Mean log P(y|x) − mean log P(y|neutral): how much the prompt raises y's probability."""
+    """Mean log P(y|x) − mean log P(y|baseline): how much the question raises y's probability."""
     c, u = mean_logprob(conditional), mean_logprob(unconditional)
     if c is None or u is None:
         return None

@@ -162,6 +162,8 @@ class Engine:
         self._retrying = retry_policy(max_attempts=max_attempts, retry_after_cap=retry_after_cap,
                                       sleep=self._sleep, on_retry=self._count_retry)
         self._flights: dict[str, asyncio.Future[ChatResponse | None]] = {}
+        #: cache writes of answers already paid for; shielded from cancellation, awaited by aclose
+        self._pending_puts: set[asyncio.Future[None]] = set()
         self._sleepers: set[asyncio.Future[None]] = set()
         self._stopped: FatalError | None = None
         self._stats = RunStats(cost_known=self._budget.cost_known)
@@ -220,6 +222,8 @@ class Engine:
         try:
             if self._batch is not None:
                 await self._batch.aclose()
+            if self._pending_puts:
+                await asyncio.gather(*self._pending_puts, return_exceptions=True)
             if self._cache is not None:
                 await self._cache.aclose()
         finally:
@@ -376,7 +380,12 @@ class Engine:
             self._budget.settle(hold.reserved, response.usage if response is not None else None)
         assert response is not None
         if self._cache is not None:
-            await self._cache.put(key, response)
+            # An answer that was paid for is committed even if this call is cancelled now
+            # (a stop, Ctrl-C): a re-run must not pay for it again.
+            put = asyncio.ensure_future(self._cache.put(key, response))
+            self._pending_puts.add(put)
+            put.add_done_callback(self._pending_puts.discard)
+            await asyncio.shield(put)
         return response
 
     async def _retry(self, first: BaseException, request: ChatRequest, prompt_est: float,

@@ -53,7 +53,7 @@ from clearapi.testing.emulator import (
     openai_api,
 )
 from clearapi.testing.emulator.wire import anthropic_error_body, openai_error_body
-from clearapi.testing.emulator_files import files_store, install_files
+from clearapi.testing.emulator_files import add_routes, files_store, install_files, list_page, or_404
 
 __all__ = ["ERROR_MARKER", "BatchBehaviour", "batches_extension", "install_batches"]
 
@@ -184,11 +184,12 @@ def install_batches(router: Router, state: State) -> None:
         return out
 
     # -- OpenAI ------------------------------------------------------------------------------
-    def openai_batch_or_404(batch_id: str) -> _Batch:
+    def of(provider: str, batch_id: str) -> _Batch | None:
         batch = batches.get(batch_id)
-        if batch is None or batch.provider != "openai":
-            raise ApiError(404, f"No batch found with id '{batch_id}'.", param="batch_id")
-        return batch
+        return batch if batch is not None and batch.provider == provider else None
+
+    def openai_batch_or_404(batch_id: str) -> _Batch:
+        return or_404(of("openai", batch_id), f"No batch found with id '{batch_id}'.", param="batch_id")
 
     async def create_openai(ctx: State, req: Request) -> Response:
         body = req.json_object()
@@ -304,9 +305,8 @@ def install_batches(router: Router, state: State) -> None:
 
     async def list_openai(ctx: State, req: Request) -> Response:
         data = [x.body for x in reversed(list(batches.values())) if x.provider == "openai"]
-        return json_response({"object": "list", "data": data, "has_more": False,
-                              "first_id": data[0]["id"] if data else None,
-                              "last_id": data[-1]["id"] if data else None})
+        return list_page(data, first_id=data[0]["id"] if data else None,
+                         last_id=data[-1]["id"] if data else None)
 
     async def cancel_openai(ctx: State, req: Request) -> Response:
         batch = openai_batch_or_404(req.params["batch_id"])
@@ -317,10 +317,7 @@ def install_batches(router: Router, state: State) -> None:
 
     # -- Anthropic ---------------------------------------------------------------------------
     def anthropic_batch_or_404(batch_id: str) -> _Batch:
-        batch = batches.get(batch_id)
-        if batch is None or batch.provider != "anthropic":
-            raise ApiError(404, f"No message batch with id {batch_id}", type="not_found_error")
-        return batch
+        return or_404(of("anthropic", batch_id), f"No message batch with id {batch_id}", type="not_found_error")
 
     def anthropic_counts(batch: _Batch) -> dict[str, int]:
         counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
@@ -402,11 +399,15 @@ def install_batches(router: Router, state: State) -> None:
             batch.body.update(processing_status="canceling", cancel_initiated_at=_iso(float(ctx.now())))
         return json_response({**batch.body, "request_counts": anthropic_counts(batch)})
 
-    router.add("POST", "/v1/batches", create_openai, provider="openai")
-    router.add("GET", "/v1/batches", list_openai, provider="openai")
-    router.add("GET", "/v1/batches/{batch_id}", get_openai, provider="openai")
-    router.add("POST", "/v1/batches/{batch_id}/cancel", cancel_openai, provider="openai")
-    router.add("POST", "/v1/messages/batches", create_anthropic, provider="anthropic")
-    router.add("GET", "/v1/messages/batches/{batch_id}", get_anthropic, provider="anthropic")
-    router.add("GET", "/v1/messages/batches/{batch_id}/results", results_anthropic, provider="anthropic")
-    router.add("POST", "/v1/messages/batches/{batch_id}/cancel", cancel_anthropic, provider="anthropic")
+    add_routes(router, "openai", [
+        ("POST", "/v1/batches", create_openai),
+        ("GET", "/v1/batches", list_openai),
+        ("GET", "/v1/batches/{batch_id}", get_openai),
+        ("POST", "/v1/batches/{batch_id}/cancel", cancel_openai),
+    ])
+    add_routes(router, "anthropic", [
+        ("POST", "/v1/messages/batches", create_anthropic),
+        ("GET", "/v1/messages/batches/{batch_id}", get_anthropic),
+        ("GET", "/v1/messages/batches/{batch_id}/results", results_anthropic),
+        ("POST", "/v1/messages/batches/{batch_id}/cancel", cancel_anthropic),
+    ])

@@ -27,19 +27,26 @@ OpenAI's own file check), or when it contains `FAIL_MARKER` (while running). Rat
 the first upload) come from the emulator's shared pipeline.
 
 Other extensions (Batches) share the store: ``files_store(state).put(data, purpose,
-filename)`` and ``.get(file_id)``.
+filename)`` and ``.get(file_id)``, and the small response helpers `or_404`, `list_page` and
+`add_routes`, so every emulated OpenAI resource answers a miss, a listing and a route the
+same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from clearapi.testing.emulator import ApiError, Request, Response, Router, State, json_response
+from clearapi.testing.emulator.router import Handler, RouteProvider
 
-__all__ = ["FAIL_MARKER", "FilesStore", "StoredFile", "files_store", "install_files"]
+__all__ = ["FAIL_MARKER", "FilesStore", "StoredFile", "add_routes", "files_store", "install_files", "list_page",
+           "or_404"]
+
+T = TypeVar("T")
 
 #: a training file containing this text makes its job fail (for testing failure paths)
 FAIL_MARKER = b"EMULATOR_FAIL_JOB"
@@ -88,6 +95,24 @@ class FilesStore:
         return [f for f in self._files.values() if purpose is None or f.purpose == purpose]
 
 
+def or_404(found: T | None, message: str, *, param: str | None = None, type: str | None = None) -> T:
+    """`found`, or the API's 404 with `message` when the lookup came back empty."""
+    if found is None:
+        raise ApiError(404, message, param=param, type=type)
+    return found
+
+
+def list_page(data: list[Any], **extra: Any) -> Response:
+    """A one-page ``{"object": "list"}`` answer, as OpenAI's list endpoints give."""
+    return json_response({"object": "list", "data": data, "has_more": False, **extra})
+
+
+def add_routes(router: Router, provider: RouteProvider, routes: Sequence[tuple[str, str, Handler]]) -> None:
+    """Register ``(method, pattern, handler)`` rows for one provider."""
+    for method, pattern, handler in routes:
+        router.add(method, pattern, handler, provider=provider)
+
+
 def files_store(state: State) -> FilesStore:
     """The one `FilesStore` of this emulator (created on first use)."""
     store = state.store.get(_STORE_KEY)
@@ -130,10 +155,7 @@ def install_files(router: Router, state: State) -> None:
     jobs = _jobs(state)
 
     def file_or_404(file_id: str) -> StoredFile:
-        f = store.get(file_id)
-        if f is None:
-            raise ApiError(404, f"No such File object: {file_id}", param="id")
-        return f
+        return or_404(store.get(file_id), f"No such File object: {file_id}", param="id")
 
     async def create_file(ctx: State, req: Request) -> Response:
         parts = req.multipart()
@@ -150,8 +172,7 @@ def install_files(router: Router, state: State) -> None:
         return json_response(store.put(parts["file"].data, purpose, filename).to_json())
 
     async def list_files(ctx: State, req: Request) -> Response:
-        data = [f.to_json() for f in store.list(req.query.get("purpose"))]
-        return json_response({"object": "list", "data": data, "has_more": False})
+        return list_page([f.to_json() for f in store.list(req.query.get("purpose"))])
 
     async def get_file(ctx: State, req: Request) -> Response:
         return json_response(file_or_404(req.params["file_id"]).to_json())
@@ -245,10 +266,7 @@ def install_files(router: Router, state: State) -> None:
             event(ctx, job, "The job has successfully completed")
 
     def job_or_404(job_id: str) -> _Job:
-        job = jobs.get(job_id)
-        if job is None:
-            raise ApiError(404, f"Could not find fine-tuning job {job_id}", param="fine_tuning_job_id")
-        return job
+        return or_404(jobs.get(job_id), f"Could not find fine-tuning job {job_id}", param="fine_tuning_job_id")
 
     async def get_job(ctx: State, req: Request) -> Response:
         job = job_or_404(req.params["job_id"])
@@ -256,8 +274,7 @@ def install_files(router: Router, state: State) -> None:
         return json_response(job.body)
 
     async def list_jobs(ctx: State, req: Request) -> Response:
-        data = [j.body for j in reversed(list(jobs.values()))]
-        return json_response({"object": "list", "data": data, "has_more": False})
+        return list_page([j.body for j in reversed(list(jobs.values()))])
 
     async def list_events(ctx: State, req: Request) -> Response:
         job = job_or_404(req.params["job_id"])
@@ -278,13 +295,15 @@ def install_files(router: Router, state: State) -> None:
         event(ctx, job, "Fine-tuning job cancelled")
         return json_response(job.body)
 
-    router.add("POST", "/v1/files", create_file, provider="openai")
-    router.add("GET", "/v1/files", list_files, provider="openai")
-    router.add("GET", "/v1/files/{file_id}", get_file, provider="openai")
-    router.add("GET", "/v1/files/{file_id}/content", file_content, provider="openai")
-    router.add("DELETE", "/v1/files/{file_id}", delete_file, provider="openai")
-    router.add("POST", "/v1/fine_tuning/jobs", create_job, provider="openai")
-    router.add("GET", "/v1/fine_tuning/jobs", list_jobs, provider="openai")
-    router.add("GET", "/v1/fine_tuning/jobs/{job_id}", get_job, provider="openai")
-    router.add("GET", "/v1/fine_tuning/jobs/{job_id}/events", list_events, provider="openai")
-    router.add("POST", "/v1/fine_tuning/jobs/{job_id}/cancel", cancel_job, provider="openai")
+    add_routes(router, "openai", [
+        ("POST", "/v1/files", create_file),
+        ("GET", "/v1/files", list_files),
+        ("GET", "/v1/files/{file_id}", get_file),
+        ("GET", "/v1/files/{file_id}/content", file_content),
+        ("DELETE", "/v1/files/{file_id}", delete_file),
+        ("POST", "/v1/fine_tuning/jobs", create_job),
+        ("GET", "/v1/fine_tuning/jobs", list_jobs),
+        ("GET", "/v1/fine_tuning/jobs/{job_id}", get_job),
+        ("GET", "/v1/fine_tuning/jobs/{job_id}/events", list_events),
+        ("POST", "/v1/fine_tuning/jobs/{job_id}/cancel", cancel_job),
+    ])
