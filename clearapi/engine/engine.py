@@ -361,7 +361,7 @@ class Engine:
                 f"this request needs about {prompt_est + completion_max:.0f} tokens (prompt + max_tokens × n), "
                 f"more than the whole tokens-per-minute limit of {tpm:.0f}: it can never be sent; "
                 "lower max_tokens or n, or shorten the prompt")
-        hold = _Hold(worst=self._budget.worst_case(prompt_est * 4 / 3, completion_max))
+        hold = _Hold(worst=self._budget.worst_case(prompt_est * 4 / 3, completion_max), key=key)
         response: ChatResponse | None = None
         try:
             try:  # the common case, a first attempt that works, skips tenacity's bookkeeping
@@ -379,14 +379,21 @@ class Engine:
         finally:
             self._budget.settle(hold.reserved, response.usage if response is not None else None)
         assert response is not None
-        if self._cache is not None:
-            # An answer that was paid for is committed even if this call is cancelled now
-            # (a stop, Ctrl-C): a re-run must not pay for it again.
-            put = asyncio.ensure_future(self._cache.put(key, response))
-            self._pending_puts.add(put)
-            put.add_done_callback(self._pending_puts.discard)
-            await asyncio.shield(put)
         return response
+
+    async def _commit(self, key: str, response: ChatResponse) -> None:
+        """Write an answer to the cache while its concurrency slot is still held.
+
+        Holding the slot bounds what a SIGKILL can lose to the calls in flight
+        (``max_concurrency``); shielding means an answer that was paid for is committed even
+        if its call is cancelled now (a stop, Ctrl-C), so a re-run does not pay for it again.
+        """
+        if self._cache is None:
+            return
+        put = asyncio.ensure_future(self._cache.put(key, response))
+        self._pending_puts.add(put)
+        put.add_done_callback(self._pending_puts.discard)
+        await asyncio.shield(put)
 
     async def _retry(self, first: BaseException, request: ChatRequest, prompt_est: float,
                      completion_max: int, hold: _Hold) -> ChatResponse:
@@ -431,6 +438,7 @@ class Engine:
                                      reason="timeout") from exc
             finally:
                 self._in_flight -= 1
+            await self._commit(hold.key, response)
         self._on_success(ticket, response, tokens_est, completion_max)
         return response
 
@@ -597,9 +605,10 @@ class Engine:
 
 @dataclass(slots=True)
 class _Hold:
-    """One logical call's budget reservation, made on its first attempt."""
+    """One logical call's state across attempts: its cache key and budget reservation."""
 
     worst: float
+    key: str = ""
     reserved: float = 0.0
 
 
