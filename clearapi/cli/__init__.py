@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from clearapi._version import __version__
-from clearapi.errors import ClearAPIError, ConfigError, FatalError, InputError
+from clearapi.errors import AuthError, ClearAPIError, ConfigError, FatalError, InputError
 
 # Order here is the order in --help.
 SUBCOMMANDS = ["curate", "score", "validate", "convert", "upload", "report", "providers", "cache"]
@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ConfigError) as exc:
         print(f"clearapi: error: {exc}", file=sys.stderr)
         return 2
+    except AuthError as exc:  # a missing or refused key: nothing to resume until it is fixed
+        print(f"clearapi: error: {exc}", file=sys.stderr)
+        return 1
     except FatalError as exc:
         print(f"clearapi: stopped: {exc}", file=sys.stderr)
         return 1
