@@ -229,3 +229,11 @@ def test_csv_input_and_another_target(tmp_path: Path, emulator: EmulatorThread,
     assert summary["counts"]["kept"] == 2
     curated = _jsonl(out / "curated.jsonl")
     assert [r["messages"][-1]["content"] for r in curated] == ["Tokyo.", "63"]
+
+
+def test_preference_target_points_to_convert(tmp_path: Path) -> None:
+    """curated.jsonl must hold every kept row; DPO pairs come from `convert` on the folder."""
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}\n')
+    assert main(["curate", str(src), "-o", str(tmp_path / "o"), "--target", "openai-dpo"]) == 2
+    assert not (tmp_path / "o").exists()

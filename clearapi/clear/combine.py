@@ -46,9 +46,9 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 #: measured per-model tables, matched on the model name (glob, case-insensitive)
 WEIGHTS: dict[str, dict[str, float]] = {
     # SmolLM2-135M-Instruct (Q4_1), measured on examples/qa.jsonl (92 rows, 22 corrupted),
-    # AUROC alone: pmi 0.68, consistency 0.70, self_rating 0.58, likelihood 0.44 (copied
-    # passage sentences are *more* likely than real answers), answer_confidence 0.36.
-    # Pooled: 0.77 on that set, 0.73 on the held-out set (50 rows, 15 corrupted, not used
+    # AUROC alone: pmi 0.68, consistency 0.69, self_rating 0.58, likelihood 0.44 (copied
+    # passage sentences are *more* likely than real answers), answer_confidence 0.47.
+    # Pooled: 0.74 on that set, 0.73 on the held-out set (50 rows, 15 corrupted, not used
     # to choose these). The two signals that work share the weight; self-rating keeps a small share (it is the
     # only signal that sees a copied sentence as wrong *and* a small model's best judge of
     # facts); likelihood is left out: PMI already carries what it knows without its bias.

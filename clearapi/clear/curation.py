@@ -255,6 +255,12 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
         if opts.target not in TARGETS:
             raise ConfigError(f"unknown target {opts.target!r}; choose one of {', '.join(sorted(TARGETS))}")
+        if TARGETS[opts.target].preference:
+            # curated.jsonl holds every kept or corrected row; a preference file holds only
+            # accepted corrections, so it is made from the finished output folder instead
+            raise ConfigError(
+                f"{opts.target!r} is a preference target: curate with a supervised target, then run "
+                f"`clearapi convert {out_dir} --target {opts.target} -o pairs.jsonl`")
     out = Path(out_dir)
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     reader = _reader(input, opts)
