@@ -6,7 +6,7 @@ Everything public is re-exported here; internal modules are free to move.
 from clearapi._version import __version__
 from clearapi.clear.curation import curate, estimate, score
 from clearapi.datasets import DatasetReader, ReadStats, read_examples, to_openai_chat
-from clearapi.engine import Engine
+from clearapi.engine import BatchOptions, Engine
 from clearapi.errors import (
     AuthError,
     BadRequest,
@@ -45,6 +45,7 @@ __all__ = [
     "AtomicJsonlWriter",
     "AuthError",
     "BadRequest",
+    "BatchOptions",
     "BudgetExceeded",
     "Capabilities",
     "CapabilityError",
