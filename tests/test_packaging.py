@@ -1,0 +1,35 @@
+"""`pip install .` ships what clearapi needs at run time: the provider profiles and the report's assets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_wheel_carries_profiles_and_assets(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(tmp_path)],
+                   check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("clearapi-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for profile in sorted((ROOT / "providers").glob("*.toml")):
+        assert f"clearapi/_providers/{profile.name}" in names
+    assert {"clearapi/report/assets/report.css", "clearapi/report/assets/report.js"} <= names
+    assert not any(n.startswith(("tests/", "cassettes/", "providers/")) for n in names)
+
+    # the unpacked wheel, away from the source tree, finds every profile by itself
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("import clearapi; from clearapi.profiles import list_profiles; "
+            "print(clearapi.__file__); print(' '.join(sorted(list_profiles())))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    where, found = out.stdout.splitlines()
+    assert Path(where).is_relative_to(site)
+    assert found.split() == sorted(p.stem for p in (ROOT / "providers").glob("*.toml"))
