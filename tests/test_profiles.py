@@ -217,3 +217,12 @@ def test_factory_builds_the_local_adapter_from_its_profile() -> None:
     adapter = create_adapter(load_profile("local"), timeout=5)  # no key, no URL: in process
     assert isinstance(adapter, LocalLlamaAdapter)
     assert adapter.capabilities == load_profile("local").capabilities
+
+
+def test_local_model_costs_nothing_whatever_gguf_it_runs() -> None:
+    """--max-cost works with --model-path: the local profile prices every model at zero."""
+    local = load_profile("local")
+    for model in (local.default_model, "/models/qwen2.5-0.5b-instruct-q4_k_m.gguf"):
+        price = local.price_for(model)
+        assert price is not None and price.input == 0.0 and price.output == 0.0
+    assert load_profile("openai").price_for("no-such-model-xyz") is None

@@ -206,10 +206,6 @@ def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
     caps = profile.capabilities_for(model)
     plan = ScoringPlan.for_capabilities(caps, samples=opts.samples, seed=opts.seed)
     price = profile.price_for(model)
-    if price is None and profile.protocol == "local_llama":
-        from clearapi.profiles import Price
-
-        price = Price(input=0.0, output=0.0)
     if opts.batch and price is not None and price.batch_discount:  # what batch mode is billed at
         keep = 1.0 - price.batch_discount
         price = price.model_copy(update={"input": price.input * keep, "output": price.output * keep})

@@ -54,7 +54,7 @@ from clearapi.errors import (
     RateLimited,
     TransientError,
 )
-from clearapi.profiles import Price, Profile, load_profile
+from clearapi.profiles import Profile, load_profile
 from clearapi.records import Capabilities, ChatRequest, ChatResponse, RateLimitInfo, RunStats
 
 __all__ = ["Engine"]
@@ -121,8 +121,6 @@ class Engine:
             raise ConfigError(f"retry_after_cap must be >= 0, got {retry_after_cap}")
 
         price = self.profile.price_for(self.model)
-        if price is None and self.profile.protocol == "local_llama":
-            price = Price(input=0.0, output=0.0)  # the embedded model costs nothing per token
         if max_cost is not None and price is None:
             raise ConfigError(
                 f"--max-cost needs a price, and provider {self.profile.name!r} lists none for model "
