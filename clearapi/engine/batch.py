@@ -45,18 +45,16 @@ docs.claude.com/en/api/creating-message-batches). They live on each submitter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 from clearapi.engine.budget import Budget
+from clearapi.engine.cache import ResponseCache, immediate
 from clearapi.errors import BadRequest, ClearAPIError, ConfigError, FatalError, RateLimited, TransientError
 from clearapi.records import ChatRequest, ChatResponse, RunStats, Usage
 
@@ -72,7 +70,6 @@ __all__ = [
     "make_submitter",
 ]
 
-T = TypeVar("T")
 _log = logging.getLogger("clearapi")
 
 #: the map window `Engine.map` uses in batch mode when none is given: a whole stage of a
@@ -203,34 +200,21 @@ def make_submitter(protocol: str, adapter: object, *, provider: str) -> BatchSub
 
 
 class BatchStore:
-    """The ``batches`` / ``batch_requests`` tables of the cache file, on a private thread.
+    """The ``batches`` / ``batch_requests`` tables of the cache file.
 
-    Its own connection (SQLite WAL lets it share the file with the response cache); the
-    event loop never waits on SQLite.
+    They run on the response cache's own thread and connection, so the event loop never
+    waits on SQLite and the cache closes them with its file.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clearapi-batches")
-        self._conn: sqlite3.Connection | None = None
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            from clearapi.engine.cache import open_db
-
-            self._conn = open_db(self.path)
-        return self._conn
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+    def __init__(self, cache: ResponseCache) -> None:
+        self._run = cache.run
 
     async def open_batches(self, keys: Iterable[str], *, provider: str, base_url: str) -> dict[str, set[str]]:
         """Batches not yet collected that hold any of `keys`: batch id -> those keys."""
         wanted = list(keys)
 
-        def read() -> dict[str, set[str]]:
+        def read(db: sqlite3.Connection) -> dict[str, set[str]]:
             out: dict[str, set[str]] = {}
-            db = self._db()
             for i in range(0, len(wanted), _IN_CHUNK):
                 chunk = wanted[i:i + _IN_CHUNK]
                 rows = db.execute(
@@ -249,26 +233,20 @@ class BatchStore:
         now = time.time()
         rows = [(batch_id, p.custom_id, p.key, p.request.model_dump_json().encode()) for p in members]
 
-        def write() -> None:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+        def write(db: sqlite3.Connection) -> None:
+            with immediate(db):
                 db.execute("INSERT OR REPLACE INTO batches (id, provider, base_url, model, status, input_file_id,"
                            " request_count, created_at, updated_at) VALUES (?, ?, ?, ?, 'submitted', ?, ?, ?, ?)",
                            (batch_id, provider, base_url, model, input_file_id, len(rows), now, now))
                 db.executemany("INSERT OR REPLACE INTO batch_requests (batch_id, custom_id, key, request)"
                                " VALUES (?, ?, ?, ?)", rows)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
         await self._run(write)
 
     async def members(self, batch_id: str) -> list[PendingRequest]:
-        def read() -> list[tuple[str, str, bytes | None]]:
-            return self._db().execute("SELECT custom_id, key, request FROM batch_requests WHERE batch_id = ?",
-                                      (batch_id,)).fetchall()
+        def read(db: sqlite3.Connection) -> list[tuple[str, str, bytes | None]]:
+            return db.execute("SELECT custom_id, key, request FROM batch_requests WHERE batch_id = ?",
+                              (batch_id,)).fetchall()
 
         out: list[PendingRequest] = []
         for cid, key, blob in await self._run(read):
@@ -282,8 +260,8 @@ class BatchStore:
 
     async def set_status(self, batch_id: str, status: str, *, output_file_id: str | None = None,
                          error_file_id: str | None = None) -> None:
-        def write() -> None:
-            self._db().execute(
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE batches SET status = ?, output_file_id = COALESCE(?, output_file_id),"
                 " error_file_id = COALESCE(?, error_file_id), updated_at = ? WHERE id = ?",
                 (status, output_file_id, error_file_id, time.time(), batch_id))
@@ -292,32 +270,16 @@ class BatchStore:
 
     async def collected(self, batch_id: str, statuses: Mapping[str, str]) -> None:
         """The batch's results are in the response cache (or retried): mark it, drop request copies."""
-        def write() -> None:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
+        def write(db: sqlite3.Connection) -> None:
+            with immediate(db):
                 db.executemany("UPDATE batch_requests SET status = ?, request = NULL"
                                " WHERE batch_id = ? AND custom_id = ?",
                                [(s, batch_id, cid) for cid, s in statuses.items()])
                 db.execute("UPDATE batch_requests SET request = NULL WHERE batch_id = ?", (batch_id,))
                 db.execute("UPDATE batches SET status = 'collected', updated_at = ? WHERE id = ?",
                            (time.time(), batch_id))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
 
         await self._run(write)
-
-    async def aclose(self) -> None:
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        with contextlib.suppress(RuntimeError):
-            await asyncio.get_running_loop().run_in_executor(self._executor, close)
-        self._executor.shutdown(wait=False)
 
 
 # --- the dispatcher --------------------------------------------------------------------------
@@ -574,8 +536,4 @@ class BatchDispatcher:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        try:
-            await self.submitter.aclose()
-        finally:
-            if self._store is not None:
-                await self._store.aclose()
+        await self.submitter.aclose()

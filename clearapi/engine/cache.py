@@ -31,7 +31,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,7 +41,7 @@ import orjson
 from clearapi.errors import ConfigError
 from clearapi.records import ChatRequest, ChatResponse
 
-__all__ = ["ResponseCache", "cache_key", "cache_stats", "clear_cache", "default_cache_path", "open_db"]
+__all__ = ["ResponseCache", "cache_key", "cache_stats", "clear_cache", "default_cache_path", "immediate", "open_db"]
 
 T = TypeVar("T")
 
@@ -149,25 +149,31 @@ def open_db(path: Path) -> sqlite3.Connection:
     return conn
 
 
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction (``BEGIN IMMEDIATE``): committed on exit, rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
     for version, sql in MIGRATIONS:
         if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
             continue
-        conn.execute("BEGIN IMMEDIATE")  # two processes opening a new file: one migrates
-        try:
+        with immediate(conn):  # two processes opening a new file: one migrates
             if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
-                conn.execute("COMMIT")
                 continue
             for statement in sql.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
                          (version, time.time()))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
 
 class ResponseCache:
@@ -189,6 +195,10 @@ class ResponseCache:
             raise RuntimeError("the response cache is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` with the cache's connection on its thread (for `clearapi.engine.batch.BatchStore`)."""
+        return await self._run(lambda: fn(self._db()))
 
     async def open(self) -> None:
         """Open and migrate now, so a bad path fails before the first call."""

@@ -182,7 +182,7 @@ class Engine:
                 make_submitter(self.profile.protocol, self.adapter, provider=self.profile.name), self.batch,
                 budget=self._budget, stats=self._stats, discount=price.batch_discount if price else 0.0,
                 provider=self.profile.name, base_url=self.base_url or "", model=self.model,
-                store=BatchStore(self.cache_path) if self.cache_path is not None else None,
+                store=BatchStore(self._cache) if self._cache is not None else None,
                 cache_put=self._cache.put if self._cache is not None else None,
                 prompt_estimate=_prompt_tokens_estimate)
 
