@@ -4,6 +4,7 @@ talking HTTP to the loopback emulator. Nothing of clearapi's own is faked.
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -181,6 +182,22 @@ def test_threshold_extremes_and_filter_action(tmp_path: Path, emulator: Emulator
     scores = _jsonl(drop_all / "scores.jsonl")
     assert all(s["reason"].startswith("confidence ") and "< threshold 1.00" in s["reason"] for s in scores)
     assert not any("judgement" in s["details"] for s in scores)  # filter never pays for a judge
+
+
+def test_truncated_gzip_is_reported_in_the_summary(tmp_path: Path, emulator: EmulatorThread,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pass 2 reads the input again but stops at the last scored row: the summary keeps pass 1's read."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    lines = EXAMPLES.read_bytes().splitlines()[:3]
+    packed = gzip.compress(b"\n".join(lines) + b"\n" + b'{"x": 1}\n' * 2000)
+    src = tmp_path / "input.jsonl.gz"
+    src.write_bytes(packed[:-30])  # the stream breaks after the examples
+    out = tmp_path / "out"
+    assert main(_openai_args(emulator, src, out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["kept"] + summary["counts"]["corrected"] + summary["counts"]["dropped"] == 3
+    assert "could not be read from here on" in summary["stopped_reason"]
+    assert summary["settings"]["format"] == "openai_chat"
 
 
 def test_score_command_writes_scores_only(tmp_path: Path, emulator: EmulatorThread,

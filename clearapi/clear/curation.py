@@ -47,7 +47,7 @@ from clearapi.clear.policy import (
     fraction_threshold,
     needs_judgement,
 )
-from clearapi.datasets import DatasetReader, to_openai_chat
+from clearapi.datasets import DatasetReader, ReadStats, to_openai_chat
 from clearapi.engine import Engine
 from clearapi.engine.batch import BatchOptions
 from clearapi.errors import (
@@ -293,6 +293,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                         confidences.append(item.confidence)
             except FatalError as exc:
                 stopped = exc
+        read_stats = reader.stats  # pass 2 reads the input again, with fresh counters, and stops early
         # --- threshold ----------------------------------------------------------------------
         if opts.filter_fraction is not None:
             threshold = fraction_threshold(confidences, opts.filter_fraction)
@@ -332,7 +333,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         finally:
             with contextlib.suppress(FileNotFoundError):
                 scratch.unlink()
-    summary = _summary(engine, input, out, opts, plan, started, tally, threshold, stopped, reader)
+    summary = _summary(engine, input, out, opts, plan, started, tally, threshold, stopped, read_stats)
     write_json_atomic(out / OUTPUTS["summary"], summary)
     _write_report(out, summary)
     return summary
@@ -396,7 +397,7 @@ def _render(example: Example, response: str | None, target: str) -> dict[str, An
 
 
 def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: ScoringPlan, started: str,
-             tally: _Tally, threshold: float, stopped: FatalError | None, reader: DatasetReader) -> Summary:
+             tally: _Tally, threshold: float, stopped: FatalError | None, read_stats: ReadStats) -> Summary:
     model = _model_name(engine)
     weights = weights_for(model)
     methods = plan.methods()
@@ -410,13 +411,13 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
     if stopped is not None:
         reason = (f"{type(stopped).__name__}: {stopped}. Rows after line {tally.last_line} were not "
                   "processed; re-run the same command to resume (finished calls come from the cache).")
-    elif reader.stats.truncated:
-        reason = reader.stats.stopped_reason
+    elif read_stats.truncated:
+        reason = read_stats.stopped_reason
     return Summary(
         clearapi_version=__version__, input=input, output_dir=str(out), provider=engine.profile.name,
         model=model, started_at=started, finished_at=_now(), completed=stopped is None,
         stopped_reason=reason, counts=tally.counts,
-        settings={**opts.settings(), "per_row": per_row, "format": reader.stats.format},
+        settings={**opts.settings(), "per_row": per_row, "format": read_stats.format},
         threshold=threshold, engine=engine.stats, signals=signals,
         outputs={k: v for k, v in OUTPUTS.items() if k != "report"},
     )
