@@ -69,7 +69,21 @@ def exact_match(a: str, b: str) -> bool:
 
 def token_f1(a: str, b: str) -> float:
     """SQuAD-style token F1 of the normalised answers; 1.0 when both are empty."""
-    ta, tb = tokens(a), tokens(b)
+    return _f1(tokens(a), tokens(b))
+
+
+def containment(a: str, b: str) -> float:
+    """Share of the shorter answer's content tokens that occur in the longer one."""
+    return _containment(tokens(a), tokens(b))
+
+
+def agreement(a: str, b: str) -> float:
+    """Similarity in [0, 1]: max(token F1, containment); symmetric."""
+    ta, tb = tokens(a), tokens(b)  # once: tokenising is most of the cost, and this runs per sample pair
+    return max(_f1(ta, tb), _containment(ta, tb))
+
+
+def _f1(ta: list[str], tb: list[str]) -> float:
     if not ta or not tb:
         return 1.0 if not ta and not tb else 0.0
     common = sum((Counter(ta) & Counter(tb)).values())
@@ -79,18 +93,12 @@ def token_f1(a: str, b: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def containment(a: str, b: str) -> float:
-    """Share of the shorter answer's content tokens that occur in the longer one."""
-    ca = [t for t in tokens(a) if t not in _STOP]
-    cb = [t for t in tokens(b) if t not in _STOP]
+def _containment(ta: list[str], tb: list[str]) -> float:
+    ca = [t for t in ta if t not in _STOP]
+    cb = [t for t in tb if t not in _STOP]
     if not ca or not cb:
         return 0.0
     short, long_ = (ca, cb) if len(ca) <= len(cb) else (cb, ca)
     pool = Counter(long_)
     hits = sum(min(n, pool[t]) for t, n in Counter(short).items())
     return hits / len(short)
-
-
-def agreement(a: str, b: str) -> float:
-    """Similarity in [0, 1]: max(token F1, containment); symmetric."""
-    return max(token_f1(a, b), containment(a, b))

@@ -21,18 +21,13 @@ def add_parser(sub: Any) -> None:
 
 
 async def _score(input: Path, out_dir: Path, options: dict[str, Any]) -> tuple[int, int]:
-    from clearapi.clear.curation import score
-    from clearapi.records import Reject
+    from clearapi.clear.curation import OUTPUTS, score
     from clearapi.writers import AtomicJsonlWriter
 
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-    with AtomicJsonlWriter(out_dir / "scores.jsonl") as scores, \
-            AtomicJsonlWriter(out_dir / "rejects.jsonl") as rejects:
-
-        def on_reject(r: Reject) -> None:
-            rejects.write(r)
-
-        async for row in score(input, on_reject=on_reject, **options):
+    with AtomicJsonlWriter(out_dir / OUTPUTS["scores"]) as scores, \
+            AtomicJsonlWriter(out_dir / OUTPUTS["rejects"]) as rejects:
+        async for row in score(input, on_reject=rejects.write, **options):
             scores.write(row)
         return scores.lines, rejects.lines
 
