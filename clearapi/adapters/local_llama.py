@@ -207,8 +207,10 @@ def _sample(model: LoadedModel, prompt: list[int], request: ChatRequest, seed: i
         if llama_cpp.llama_vocab_is_eog(vocab, token):
             return ids, "stop"
         ids.append(token)
-        if stops and any(s in bytes(llama.detokenize(ids)) for s in stops):
-            return ids, "stop"
+        if stops:
+            text = bytes(llama.detokenize(ids))  # once per token, not once per stop string
+            if any(s in text for s in stops):
+                return ids, "stop"
         if len(ids) >= budget:
             return ids, "length"
         llama.eval([token])

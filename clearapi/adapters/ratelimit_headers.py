@@ -89,7 +89,10 @@ def parse_rfc3339(text: str | None) -> datetime | None:
 
 def parse_openai_ratelimit(headers: Mapping[str, str]) -> RateLimitInfo | None:
     """``x-ratelimit-*`` headers, or None when the response carried none."""
-    h = _lower(headers)
+    return _openai(_lower(headers))
+
+
+def _openai(h: dict[str, str]) -> RateLimitInfo | None:
     info = RateLimitInfo(
         limit_requests=_number(h.get("x-ratelimit-limit-requests")),
         remaining_requests=_number(h.get("x-ratelimit-remaining-requests")),
@@ -116,7 +119,10 @@ def parse_anthropic_ratelimit(headers: Mapping[str, str], *, now: datetime | Non
     when it is absent the input-token limit stands in (it is the one a curation run hits
     first: long prompts, short answers).
     """
-    h = _lower(headers)
+    return _anthropic(_lower(headers), now)
+
+
+def _anthropic(h: dict[str, str], now: datetime | None) -> RateLimitInfo | None:
     now = now or datetime.now(UTC)
 
     def pick(kind: str, field: str) -> str | None:
@@ -138,7 +144,8 @@ def parse_anthropic_ratelimit(headers: Mapping[str, str], *, now: datetime | Non
 
 def parse_ratelimit(headers: Mapping[str, str], *, now: datetime | None = None) -> RateLimitInfo | None:
     """Whichever dialect the headers speak (OpenAI's wins if, oddly, both are present)."""
-    return parse_openai_ratelimit(headers) or parse_anthropic_ratelimit(headers, now=now)
+    h = _lower(headers)  # once: a per-response copy of every header
+    return _openai(h) or _anthropic(h, now)
 
 
 def _has_any(info: RateLimitInfo) -> bool:

@@ -47,8 +47,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    import openai
-
     from clearapi.adapters import resolve_api_key
     from clearapi.adapters.openai_chat import OpenAIChatAdapter
     from clearapi.finetune.upload import ValidationFailed, job_error_message, submit_job, watch_job
@@ -63,9 +61,10 @@ async def _main(args: argparse.Namespace) -> int:
                           "or pass --base-url of an OpenAI-compatible fine-tuning server")
     key = resolve_api_key(profile, None)
     base_url = args.base_url or profile.base_url
-    adapter = OpenAIChatAdapter(profile, base_url=base_url, api_key=key, model=args.model)
-    # an explicit key always, so OPENAI_API_KEY never goes to a server base_url did not choose
-    client = openai.AsyncOpenAI(api_key=key or "none", base_url=base_url, max_retries=0, timeout=args.timeout)
+    # the adapter's client: an explicit key (never OPENAI_API_KEY sent to a server base_url did not
+    # choose) and SDK retries off, the engine's policy in `submit_job`/`watch_job` retrying instead
+    adapter = OpenAIChatAdapter(profile, base_url=base_url, api_key=key, model=args.model, timeout=args.timeout)
+    client = adapter._client
     try:
         job_id = args.watch
         if job_id is None:
@@ -104,5 +103,4 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"clearapi: {job_error_message(job)}", file=sys.stderr)
         return 1
     finally:
-        await client.close()
         await adapter.aclose()
