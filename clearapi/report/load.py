@@ -4,8 +4,8 @@ A report must open fast at 100,000 rows, so the rows travel as columns (one JSON
 per field, reasons interned) with short text previews, and full texts are embedded only
 for the rows a reader is most likely to open: corrections first, then drops, then the
 least confident of the rest, until a character budget is spent. `scores.jsonl` is read
-twice (columns, then the chosen rows by byte offset) so memory stays flat however long
-the texts are.
+three times (a line count that sizes the previews, the columns, then the chosen rows by
+byte offset) so memory stays flat however long the texts are.
 """
 
 from __future__ import annotations
@@ -159,6 +159,13 @@ def _count_lines(path: Path) -> int:
         return sum(1 for raw in fh if raw.strip())
 
 
+def _bad_line(data: ReportData, path: Path, number: int, exc: ValidationError) -> None:
+    """Count a line that does not parse; list the first few."""
+    data.bad_lines_total += 1
+    if len(data.bad_lines) < MAX_BAD_LINES_LISTED:
+        data.bad_lines.append((path.name, number, str(exc.errors()[0].get("msg", "invalid"))[:200]))
+
+
 def _read_scores(path: Path, data: ReportData) -> _Columns:
     if not path.exists():
         data.notes.append(f"{path.name} not found: no rows to show.")
@@ -174,10 +181,7 @@ def _read_scores(path: Path, data: ReportData) -> _Columns:
             try:
                 score = Score.model_validate_json(raw)
             except ValidationError as exc:
-                data.bad_lines_total += 1
-                if len(data.bad_lines) < MAX_BAD_LINES_LISTED:
-                    err = exc.errors()[0]
-                    data.bad_lines.append((path.name, number, str(err.get("msg", "invalid"))[:200]))
+                _bad_line(data, path, number, exc)
                 continue
             columns.add(score, here)
     return columns
@@ -276,9 +280,7 @@ def _read_rejects(path: Path, data: ReportData) -> None:
             try:
                 reject = Reject.model_validate_json(raw)
             except ValidationError as exc:
-                data.bad_lines_total += 1
-                if len(data.bad_lines) < MAX_BAD_LINES_LISTED:
-                    data.bad_lines.append((path.name, number, str(exc.errors()[0].get("msg", "invalid"))[:200]))
+                _bad_line(data, path, number, exc)
                 continue
             data.rejects_total += 1
             if len(data.rejects) < MAX_REJECTS_SHOWN:

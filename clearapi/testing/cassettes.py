@@ -49,6 +49,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from clearapi.errors import redact
+from clearapi.writers import write_json_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -159,12 +160,8 @@ def save_cassette(path: str | Path, cassette: Cassette) -> Path:
         for name in inter.response.headers:
             if name.lower() in SECRET_HEADERS:
                 raise ValueError(f"interaction {i}: refusing to save secret header {name!r}")
-    data = _scrub(cassette.model_dump(mode="json"))
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
-    tmp.replace(p)
+    write_json_atomic(p, _scrub(cassette.model_dump(mode="json")))
     return p
 
 

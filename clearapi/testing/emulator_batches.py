@@ -52,7 +52,7 @@ from clearapi.testing.emulator import (
     json_response,
     openai_api,
 )
-from clearapi.testing.emulator.wire import anthropic_error_body, openai_error_body
+from clearapi.testing.emulator.wire import Provider, anthropic_error_body, error_response, openai_error_body
 from clearapi.testing.emulator_files import add_routes, files_store, install_files, list_page, or_404
 
 __all__ = ["ERROR_MARKER", "BatchBehaviour", "batches_extension", "install_batches"]
@@ -90,7 +90,7 @@ class BatchBehaviour:
 
 @dataclass
 class _Batch:
-    provider: str
+    provider: Provider
     body: dict[str, Any]
     lines: list[tuple[str, bytes, dict[str, Any]]]  # (custom_id, raw JSON, request body)
     problem: str | None = None
@@ -131,7 +131,7 @@ def install_batches(router: Router, state: State) -> None:
     behaviour = _behaviour(state)
 
     # -- running the requests ---------------------------------------------------------------
-    async def answer(ctx: State, provider: str, body: dict[str, Any]) -> tuple[int, Any]:
+    async def answer(ctx: State, provider: Provider, body: dict[str, Any]) -> tuple[int, Any]:
         req = Request(method="POST", path="/v1/chat/completions" if provider == "openai" else "/v1/messages",
                       query={}, headers={}, body=orjson.dumps(body))
         try:
@@ -140,9 +140,7 @@ def install_batches(router: Router, state: State) -> None:
             else:
                 resp = await anthropic_api.messages(ctx, req)
         except ApiError as err:
-            if provider == "openai":
-                return err.status, openai_error_body(err.status, err.message, err.type, err.param, err.code)
-            return err.status, anthropic_error_body(err.status, err.message, err.type)
+            resp = error_response(provider, err)
         return resp.status, orjson.loads(resp.body)
 
     async def run(ctx: State, batch: _Batch, expire: bool) -> None:

@@ -55,6 +55,7 @@ from clearapi.testing.cassettes import (
     RecordedWith,
     save_cassette,
 )
+from clearapi.writers import write_json_atomic
 
 __all__ = ["RECORDED_REQUESTS", "RecordingTransport", "local_profile", "main", "normalised", "record"]
 
@@ -199,13 +200,12 @@ async def record(provider: str, out: Path, *, base_url: str | None = None, model
         interactions=recorder.interactions,
     )
     save_cassette(out, cassette)
-    sidecar = normalised_path(out)
-    sidecar.write_bytes(orjson.dumps({
+    write_json_atomic(normalised_path(out), {
         "cassette": out.name,
         "profile": profile.model_dump(mode="json"),
         "model": model,
         "exchanges": exchanges,
-    }, option=orjson.OPT_INDENT_2) + b"\n")
+    })
     return cassette
 
 

@@ -26,7 +26,7 @@ from clearapi.testing.emulator.responder import Responder
 from clearapi.testing.emulator.router import Router
 from clearapi.testing.emulator.state import State
 from clearapi.testing.emulator.stats import StatsSnapshot
-from clearapi.testing.emulator.wire import Request, Response
+from clearapi.testing.emulator.wire import ApiError, Request, Response, error_response
 
 __all__ = ["Emulator"]
 
@@ -164,8 +164,7 @@ class Emulator:
                     return False
         except h11.RemoteProtocolError as exc:
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                msg = f'{{"error": {{"message": "bad HTTP request: {exc}", "type": "invalid_request_error"}}}}'
-                await self._send(conn, writer, Response(400, msg.encode()))
+                await self._send(conn, writer, error_response("openai", ApiError(400, f"bad HTTP request: {exc}")))
             return False
         assert head is not None
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in head.headers}
