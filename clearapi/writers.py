@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Final, Self
 import orjson
 from pydantic import BaseModel
 
-__all__ = ["AtomicJsonlWriter", "dumps_line", "write_json_atomic", "write_jsonl_atomic"]
+__all__ = ["AtomicJsonlWriter", "dumps_line", "write_bytes_atomic", "write_json_atomic", "write_jsonl_atomic"]
 
 _OUTPUT_MODE: Final = 0o644
 _OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -156,7 +156,11 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Write one JSON document (indented, for people) to `path` atomically."""
     if isinstance(obj, BaseModel):
         obj = obj.model_dump(mode="json")
-    data = orjson.dumps(obj, default=_default, option=_OPTIONS | orjson.OPT_INDENT_2) + b"\n"
+    write_bytes_atomic(path, orjson.dumps(obj, default=_default, option=_OPTIONS | orjson.OPT_INDENT_2) + b"\n")
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file, fsync, rename), keeping an existing file's mode."""
     target = _AtomicFile(path)
     try:
         target.file.write(data)

@@ -8,11 +8,11 @@ needs no server and no network; its style and script ship as package data under
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from clearapi.report.load import DEFAULT_TEXT_BUDGET, load_output_dir
 from clearapi.report.render import render_html
+from clearapi.writers import write_bytes_atomic
 
 __all__ = ["render_report", "write_report"]
 
@@ -32,14 +32,5 @@ def write_report(out_dir: Path, *, path: Path | None = None,
     out_dir = Path(out_dir)
     target = Path(path) if path is not None else out_dir / "report.html"
     html = render_report(out_dir, text_budget=text_budget)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A sibling temp file (not mkstemp's 0600) so the page gets the usual permissions.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-            fh.write(html)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(target, html.encode("utf-8"))
     return target
