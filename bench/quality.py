@@ -1,6 +1,6 @@
-"""How well CLEAR finds the corrupted rows of the example set (and of the held-out set).
+"""How well CLEAR finds the corrupted rows of the three labelled example sets.
 
-    python bench/quality.py                      # examples/qa.jsonl and examples/heldout/qa.jsonl, local model
+    python bench/quality.py                      # examples/qa.jsonl, heldout/ and factual/, local model
     python bench/quality.py --samples 2 --cache /tmp/q.sqlite --only main
 
 Prints, per dataset: AUROC of each signal alone and of the combined confidence for telling
@@ -27,8 +27,9 @@ from clearapi import curate
 from clearapi.clear.similarity import agreement
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = {"main": ROOT / "examples" / "qa.jsonl", "heldout": ROOT / "examples" / "heldout" / "qa.jsonl"}
-SIGNALS = ["self_rating", "consistency", "answer_confidence", "likelihood", "pmi"]
+SETS = {"main": ROOT / "examples" / "qa.jsonl", "heldout": ROOT / "examples" / "heldout" / "qa.jsonl",
+        "factual": ROOT / "examples" / "factual" / "qa.jsonl"}
+SIGNALS = ["self_rating", "consistency", "answer_agreement", "answer_confidence", "likelihood", "pmi", "completeness"]
 
 
 def auroc(scores: list[float | None], clean: list[bool]) -> float | None:

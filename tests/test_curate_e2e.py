@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,21 @@ def test_openai_sdk_against_the_emulator(tmp_path: Path, emulator: EmulatorThrea
     assert sum(1 for s in scores if s["confidence"] < summary["threshold"]) <= len(scores) // 2
 
 
+def test_best_answer_adds_one_temperature_zero_call_per_row(tmp_path: Path, emulator: EmulatorThread,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, total = _subset(tmp_path, 6, bad=False)
+    out = tmp_path / "out"
+    assert main(_openai_args(emulator, src, out, "--best-answer", "--action", "filter")) == 0
+    summary = _check_outputs(out, total, rejected_lines=[])
+    assert summary["settings"]["per_row"]["scoring_calls_planned"] == {"rating": 1, "best_answer": 1, "answers": 1}
+    assert emulator.stats().requests == 3 * total
+    for s in _jsonl(out / "scores.jsonl"):
+        assert s["calls"] == 3
+        assert "T=0" in s["methods"]["consistency"]
+        assert s["details"]["candidate"]
+
+
 def test_dry_run_makes_no_call(tmp_path: Path, emulator: EmulatorThread, monkeypatch: pytest.MonkeyPatch,
                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
@@ -123,6 +139,12 @@ def test_dry_run_makes_no_call(tmp_path: Path, emulator: EmulatorThread, monkeyp
     assert main(_openai_args(emulator, src, out, "--dry-run")) == 0
     printed = capsys.readouterr().out
     assert "scoring calls: 20" in printed and "cost: $" in printed
+    tokens = int(re.search(r"~(\d+) completion", printed).group(1))  # type: ignore[union-attr]
+    assert main(_openai_args(emulator, src, out, "--dry-run", "--best-answer")) == 0
+    printed = capsys.readouterr().out
+    assert "scoring calls: 30 (rating 10, best_answer 10, answers 10)" in printed
+    # and one more answer's token budget per row
+    assert int(re.search(r"~(\d+) completion", printed).group(1)) > tokens  # type: ignore[union-attr]
     assert emulator.stats().requests == 0
     assert not out.exists()
 

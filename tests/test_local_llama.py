@@ -150,6 +150,43 @@ async def test_score_matches_direct_llama_computation(adapter, local_model_path:
         assert g == pytest.approx(e, abs=1e-4)
 
 
+def reference_end_logprob(model_path: Path, prefix: str, response: str) -> float:
+    """log p(<|im_end|> | prefix + response), straight from llama.cpp logits and numpy."""
+    import llama_cpp
+    import numpy as np
+
+    llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=2048, logits_all=True, verbose=False)
+    try:
+        tokens = llm.tokenize(prefix.encode(), add_bos=False, special=True)
+        tokens += llm.tokenize(response.encode(), add_bos=False, special=False)
+        (end,) = llm.tokenize(b"<|im_end|>", add_bos=False, special=True)
+        llm.eval(tokens)
+        row = np.array(llm.scores[len(tokens) - 1], dtype=np.float64)
+        return float(row[end] - row.max() - np.log(np.exp(row - row.max()).sum()))
+    finally:
+        llm.close()
+
+
+async def test_score_says_whether_the_text_could_end_there(adapter, local_model_path: Path) -> None:  # type: ignore[no-untyped-def]
+    def req(answer: str) -> ChatRequest:
+        return ChatRequest(mode="score", messages=[Message(role="system", content=SYSTEM), user(QUESTION),
+                                                   assistant(answer)], logprobs=True)
+
+    whole = (await adapter.chat(req(ANSWER))).choices[0].end_logprob
+    cut = (await adapter.chat(req("The capital of France is"))).choices[0].end_logprob
+    assert whole is not None and cut is not None
+    assert -10.0 < whole <= 0.0
+    assert cut < whole - 10.0, (whole, cut)
+    chatml = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{QUESTION}<|im_end|>\n"
+              "<|im_start|>assistant\n")
+    direct = await asyncio.to_thread(reference_end_logprob, local_model_path, chatml, ANSWER)
+    # the template's end-of-turn token, <|im_end|>, not <|endoftext|> or any other stop token
+    assert whole == pytest.approx(direct, abs=1e-4)
+    # generated text carries no end probability: it is a property of scoring given text
+    generated = await adapter.chat(ChatRequest(messages=[user(QUESTION)], max_tokens=4))
+    assert generated.choices[0].end_logprob is None
+
+
 async def test_score_prefers_the_matching_prompt_and_supports_pmi(adapter) -> None:  # type: ignore[no-untyped-def]
     def req(*messages: Message) -> ChatRequest:
         return ChatRequest(mode="score", messages=list(messages), logprobs=True)

@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 
 from clearapi.clear.combine import DEFAULT_WEIGHTS, WEIGHTS, combine, logit, weights_for
 from clearapi.clear.signals import (
+    answer_agreement,
     certainty,
+    completeness,
+    consistency_with,
     geometric_mean_probability,
     logistic,
     mean_logprob,
@@ -154,6 +157,35 @@ def test_observed_consistency() -> None:
     assert observed_consistency("Ottawa", ["The capital is Ottawa."]) == pytest.approx(0.8)
 
 
+def test_consistency_weighs_the_best_answer_as_much_as_all_samples() -> None:
+    samples = ["Ottawa", "Montreal", "Montreal", "Montreal"]
+    # best answer agrees (1.0), samples 1 of 4 (0.25): halves, not a 1-in-5 vote
+    assert consistency_with("Ottawa", "Ottawa", samples) == pytest.approx(0.5 * 1.0 + 0.5 * 0.25)
+    assert consistency_with("Ottawa", None, samples) == pytest.approx(0.25)
+    assert consistency_with("Ottawa", "Ottawa", []) == pytest.approx(1.0)
+    assert consistency_with("Ottawa", None, []) is None
+
+
+def test_answer_agreement_discounts_a_hesitant_contradiction() -> None:
+    # y′ disagrees entirely: how much that counts depends on how sure the model is of y′
+    assert answer_agreement(0.0, 0.9) == pytest.approx(0.1)
+    assert answer_agreement(0.0, 0.2) == pytest.approx(0.8)
+    # y′ agrees: no evidence against y, however sure
+    assert answer_agreement(1.0, 0.9) == 1.0 and answer_agreement(1.0, 0.0) == 1.0
+    assert answer_agreement(0.5, 0.5) == pytest.approx(0.75)
+    assert answer_agreement(-1.0, 2.0) == 0.0  # clamped
+
+
+def test_completeness_from_the_end_of_turn_logprob() -> None:
+    assert completeness(None) is None and completeness(float("nan")) is None
+    # a terse answer the model would rather have ended with a full stop still counts as complete
+    assert completeness(-9.5) > 0.9
+    # text the model is all but sure goes on ("Photosynthesis is the process by which")
+    assert completeness(-25.0) < 1e-3
+    assert completeness(-14.0) == pytest.approx(0.5)
+    assert completeness(-3.0) > completeness(-12.0) > completeness(-16.0)
+
+
 # --- pooling ---------------------------------------------------------------------------------------
 
 
@@ -193,6 +225,18 @@ def test_combine_bounded_and_monotone(signals: dict[str, float], weights: dict[s
             up = dict(signals, **{k: min(1.0, signals[k] + 0.1)})
             c2 = combine(up, weights)
             assert c2 is not None and c2 >= c - 1e-12
+
+
+def test_completeness_gates_instead_of_voting() -> None:
+    w = {"pmi": 0.5, "consistency": 0.5}
+    pooled = combine({"pmi": 0.9, "consistency": 0.8}, w)
+    assert pooled is not None
+    # multiplies, whatever weight a table might give it: cut-off text cannot be outvoted ...
+    assert combine({"pmi": 0.9, "consistency": 0.8, "completeness": 0.01}, {**w, "completeness": 5.0}) == \
+        pytest.approx(pooled * 0.01)
+    # ... and an ordinary ending (near 1) leaves the ranking the other signals give
+    assert combine({"pmi": 0.9, "consistency": 0.8, "completeness": 0.999}, w) == pytest.approx(pooled * 0.999)
+    assert "completeness" not in weights_for("gpt-4o-mini", {"pmi", "completeness"})
 
 
 def test_logit_clipped() -> None:

@@ -292,6 +292,17 @@ def _chunk_logprobs(llama: Any, first_row: int, tokens: list[int], top: int) -> 
     return out
 
 
+def _end_logprob(llama: Any, row: int, end_of_turn: int | None) -> float | None:
+    """log P(the end-of-turn token | everything up to `row`): does the text stop here?"""
+    import numpy as np
+
+    if end_of_turn is None:
+        return None
+    logits = np.asarray(llama.scores[row], dtype=np.float64)
+    peak = logits.max()
+    return min(0.0, float(logits[end_of_turn] - peak - np.log(np.exp(logits - peak).sum())))
+
+
 def _piece(llama: Any, token: int) -> str:
     return bytes(llama.detokenize([token])).decode("utf-8", errors="replace")
 
@@ -320,8 +331,9 @@ def _score_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
     tokens = prefix + target
     _eval_fresh(llama, tokens)
     logprobs = _token_logprobs(model, len(prefix) - 1, target, request.top_logprobs)
+    end = _end_logprob(llama, len(tokens) - 1, model.end_of_turn)
     return ChatResponse(
-        choices=[Choice(text=text, logprobs=logprobs, finish_reason="scored")],
+        choices=[Choice(text=text, logprobs=logprobs, finish_reason="scored", end_logprob=end)],
         usage=Usage(prompt_tokens=len(tokens), completion_tokens=0),
         calls=1,
         notes=notes,

@@ -128,6 +128,7 @@ class LoadedModel:
         self.n_ctx: int = min(int(llama.n_ctx()), settings.n_ctx)
         self.eos_text = _token_text(llama, llama.token_eos())
         self._format = _chat_formatter(llama)
+        self.end_of_turn = self._end_of_turn_token()
 
     async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run `fn(*args)` on the model's thread and await it without blocking the loop."""
@@ -139,6 +140,27 @@ class LoadedModel:
         text: str = self._format(messages=messages).prompt
         tokens: list[int] = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         return tokens
+
+    def _end_of_turn_token(self) -> int | None:
+        """The token the chat template closes an assistant turn with (ChatML: ``<|im_end|>``).
+
+        Not "any end-of-generation token": SmolLM2 also has ``<|endoftext|>``, a document
+        end that the model finds 10^5 times likelier than ``<|im_end|>`` after a sentence
+        cut in half, which would hide exactly the cut-off this is read to find. Falls back
+        to the model's EOS token when the template closes the turn with no special token.
+        """
+        import llama_cpp
+
+        sentinel = "\x1eclearapi-end-of-turn\x1e"
+        rendered: str = self._format(messages=[{"role": "user", "content": "hi"},
+                                               {"role": "assistant", "content": sentinel}]).prompt
+        _, found, after = rendered.partition(sentinel)
+        tail: list[int] = self.llama.tokenize(after.encode("utf-8"), add_bos=False, special=True) if found else []
+        vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
+        if tail and (llama_cpp.llama_vocab_is_control(vocab, tail[0]) or llama_cpp.llama_vocab_is_eog(vocab, tail[0])):
+            return int(tail[0])
+        eos = int(self.llama.token_eos())
+        return eos if eos >= 0 else None
 
     def text_tokens(self, text: str) -> list[int]:
         """Tokens of plain text as the model would produce it (special-token look-alikes stay text)."""

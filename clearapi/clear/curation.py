@@ -91,6 +91,8 @@ class CurateOptions:
     correct_threshold: float = DEFAULT_CORRECT_THRESHOLD
     eta: float = DEFAULT_ETA
     samples: int = 4
+    #: ask the temperature-0 answer too (None: where the provider scores given text, i.e. self-hosted)
+    best_answer: bool | None = None
     seed: int = 0
     max_cost: float | None = None
     target: str = "openai"
@@ -189,7 +191,8 @@ async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
     async with contextlib.AsyncExitStack() as stack:
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
-        plan = ScoringPlan.for_capabilities(engine.capabilities, samples=opts.samples, seed=opts.seed)
+        plan = ScoringPlan.for_capabilities(engine.capabilities, samples=opts.samples, seed=opts.seed,
+                                        best_answer=opts.best_answer)
         async for item in _score_rows(engine, iter(reader), plan, str(input)):
             if isinstance(item, Reject):
                 if on_reject is not None:
@@ -204,7 +207,8 @@ def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
     profile = load_profile(opts.provider)
     model = opts.model or profile.default_model
     caps = profile.capabilities_for(model)
-    plan = ScoringPlan.for_capabilities(caps, samples=opts.samples, seed=opts.seed)
+    plan = ScoringPlan.for_capabilities(caps, samples=opts.samples, seed=opts.seed,
+                                        best_answer=opts.best_answer)
     price = profile.price_for(model)
     if opts.batch and price is not None and price.batch_discount:  # what batch mode is billed at
         keep = 1.0 - price.batch_discount
@@ -232,7 +236,7 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
     Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
     max_concurrency, cache=True, action="both", threshold, filter_fraction,
-    correct_threshold=0.6, eta=0.8, samples=4, seed=0, max_cost, target="openai",
+    correct_threshold=0.6, eta=0.8, samples=4, best_answer=None, seed=0, max_cost, target="openai",
     model_path, prompt_column, response_column, progress, batch=False, batch_retry="online",
     batch_poll_interval=10.0 (seconds; the first wait between polls of a batch). ``dry_run=True`` makes no call
     and writes nothing: the returned summary carries the estimate in
@@ -269,7 +273,8 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
 async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opts: CurateOptions,
                started: str) -> Summary:
-    plan = ScoringPlan.for_capabilities(engine.capabilities, samples=opts.samples, seed=opts.seed)
+    plan = ScoringPlan.for_capabilities(engine.capabilities, samples=opts.samples, seed=opts.seed,
+                                        best_answer=opts.best_answer)
     settings = PolicySettings(action=opts.action, correct_threshold=opts.correct_threshold, eta=opts.eta)
     tally = _Tally()
     stopped: FatalError | None = None
@@ -401,8 +406,10 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
     model = _model_name(engine)
     weights = weights_for(model)
     methods = plan.methods()
-    signals = {name: {"weight": weights.get(name, 0.0), "method": methods.get(name, "not available")}
-               for name in ("self_rating", "consistency", "answer_confidence", "likelihood", "pmi")}
+    signals: dict[str, dict[str, Any]] = {
+        name: {"weight": weights.get(name, 0.0), "method": methods.get(name, "not available")}
+        for name in ("self_rating", "consistency", "answer_agreement", "answer_confidence", "likelihood", "pmi")}
+    signals["completeness"] = {"weight": "gate", "method": methods.get("completeness", "not available")}
     rows = tally.counts.rows
     per_row = {"calls": round(tally.calls / rows, 3) if rows else 0.0,
                "tokens": round(tally.tokens / rows, 1) if rows else 0.0,

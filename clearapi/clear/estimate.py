@@ -3,7 +3,7 @@
 The file is streamed once; each row's requests are built the way the pipeline would build
 them and their tokens estimated at four characters a token (plus a few per message), the
 same rule the engine uses to reserve rate-limit capacity. Completion tokens: 1 for a
-rating, the answer budget for each sample (an upper bound: sampling stops at the end of
+rating, the answer budget for the best answer and each sample (an upper bound: sampling stops at the end of
 the answer), none for teacher-forced scoring. Pairwise judgements are only asked for rows
 below the threshold whose candidate passes the gates, which is unknown before scoring: the
 estimate gives the worst case (every row below the cut judged; with ``--filter-fraction F``
@@ -95,8 +95,9 @@ def estimate_run(items: Iterable[Example | Reject], plan: ScoringPlan, price: Pr
         est.prompt_tokens += rating * per_call["rating"]
         est.completion_tokens += ratings * (1 if plan.rating == "logprobs" else 3)
         if plan.samples:
-            est.prompt_tokens += tokens_of(prompt) * per_call["answers"]
-            est.completion_tokens += plan.samples * plan.answer_tokens(item.response)
+            best = per_call.get("best_answer", 0)
+            est.prompt_tokens += tokens_of(prompt) * (per_call["answers"] + best)
+            est.completion_tokens += (plan.samples + best) * plan.answer_tokens(item.response)
         if plan.likelihood:
             est.prompt_tokens += tokens_of(prompts.score_messages(prompt, item.response))
             est.prompt_tokens += tokens_of(prompts.baseline_messages(prompt, item.response))

@@ -1,27 +1,32 @@
 """What to ask the model about one example, planned from what the provider can do.
 
-Per row, at most four scoring requests, all sent concurrently (the engine bounds them):
+Per row, at most five scoring requests, all sent concurrently (the engine bounds them):
 
 ==============  =====================================================  ===========================
 request         what                                                   when
 ==============  =====================================================  ===========================
 rating          reflection prompt, ``max_tokens=1``, top logprobs      always (sampled ×R without
                                                                        logprobs)
+best answer     the row's prompt at temperature 0, with logprobs:      ``samples > 0``, where
+                the model's own answer y′                              the provider scores text
 answers         the row's prompt, ``n=K`` samples at temperature 1,    ``samples > 0`` (K calls
                 with logprobs                                          without ``n``)
-likelihood      teacher-forced log P(y | prompt)                       provider scores given text
+likelihood      teacher-forced log P(y | prompt), and log P(end of     provider scores given text
+                turn | prompt, y)
 baseline        teacher-forced log P(y | prompt minus its question)    provider scores given text
 ==============  =====================================================  ===========================
 
-On a provider with logprobs and ``n`` (OpenAI-style) that is **2 calls per row**; the local
-model adds the two free scoring passes. Auto-correct adds **2 pairwise calls** (both
-orders) only for rows below the threshold whose candidate passed the cheap gates
+On a provider with logprobs and ``n`` (OpenAI-style) that is **2 calls per row** (3 with
+``--best-answer``); the local model makes 5 (rating, best answer, samples, two scoring passes). Auto-correct adds **2 pairwise calls** (both orders)
+only for rows below the threshold whose candidate passed the cheap gates
 (`clearapi.clear.policy.needs_judgement`): rows that are kept anyway, or whose candidate is
 the same answer or unsure, never pay for a judgement.
 
-The candidate y′ for auto-correct is the *medoid* of the K samples: the one that agrees
-most with the others (ties: higher token probability). That is a self-consistency vote
-at no extra call; a separate greedy call would cost one more request per row.
+The candidate for auto-correct is y′, the temperature-0 answer, as in CLEAR; its confidence
+blends its token probability with how many of the K samples agree with it. Where that call
+is not made, the medoid of the samples stands in (the sample that agrees most with the
+others: a self-consistency vote at no extra call); it also stands in for y′ in the
+consistency signal.
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ from clearapi.clear.combine import combine, weights_for
 from clearapi.clear.policy import Candidate, Judgement
 from clearapi.clear.signals import (
     CONSISTENCY_ALPHA,
+    answer_agreement,
     certainty,
+    completeness,
+    consistency_with,
     geometric_mean_probability,
     logistic,
     mean_logprob,
-    observed_consistency,
     option_probabilities,
     pmi_per_token,
     rating_from_letters,
@@ -77,6 +84,8 @@ class ScoringPlan:
     """Which requests a row costs, decided once per run from the provider's capabilities."""
 
     samples: int = 4
+    #: also ask the temperature-0 answer (one more call); off, the samples' medoid stands in
+    best_answer: bool = True
     rating: Literal["logprobs", "sampled"] = "logprobs"
     rating_samples: int = DEFAULT_RATING_SAMPLES
     likelihood: bool = False
@@ -90,13 +99,19 @@ class ScoringPlan:
 
     @classmethod
     def for_capabilities(cls, caps: Capabilities, *, samples: int = 4, seed: int = 0,
-                         rating_samples: int = DEFAULT_RATING_SAMPLES) -> ScoringPlan:
+                         rating_samples: int = DEFAULT_RATING_SAMPLES,
+                         best_answer: bool | None = None) -> ScoringPlan:
+        """The plan for a provider. `best_answer=None` asks the temperature-0 answer only where
+        the provider can score given text: self-hosted engines (llama.cpp, vLLM), where a call
+        costs time, not a bill. On a billed API with ``n`` it would take a row from 2 calls to
+        3, so there the samples' medoid stands in unless asked (``--best-answer``)."""
         if samples < 0:
             raise ConfigError(f"samples must be >= 0, got {samples}")
         if rating_samples < 1:
             raise ConfigError(f"rating samples must be >= 1, got {rating_samples}")
         return cls(
             samples=samples,
+            best_answer=caps.score_given_text if best_answer is None else best_answer,
             rating="logprobs" if caps.logprobs and caps.max_top_logprobs >= 2 else "sampled",
             rating_samples=rating_samples,
             likelihood=caps.score_given_text,
@@ -114,6 +129,8 @@ class ScoringPlan:
     def calls_per_row(self) -> dict[str, int]:
         """Requests per row for scoring, by purpose (judgement calls are extra, per judged row)."""
         calls = {"rating": 1 if self.rating == "logprobs" or self.n_per_call else self.rating_samples}
+        if self.samples and self.best_answer:
+            calls["best_answer"] = 1
         if self.samples:
             calls["answers"] = 1 if self.n_per_call else self.samples
         if self.likelihood:
@@ -124,12 +141,19 @@ class ScoringPlan:
         """How each signal is obtained under this plan (for `Score.methods`)."""
         out = {"self_rating": "logprobs" if self.rating == "logprobs" else f"sampled x{self.rating_samples}"}
         if self.samples:
-            out["consistency"] = f"{self.samples} samples at T={self.temperature:g}, lexical agreement"
+            if self.best_answer:
+                out["consistency"] = (f"lexical agreement: half with the answer at T=0, half with "
+                                      f"{self.samples} samples at T={self.temperature:g}")
+            else:
+                out["consistency"] = f"{self.samples} samples at T={self.temperature:g}, lexical agreement"
+            best = "the answer at T=0" if self.best_answer else "the samples' medoid"
             if self.answer_logprobs:
-                out["answer_confidence"] = "logprobs of the model's own answer"
+                out["answer_confidence"] = f"logprobs of the model's own answer ({best})"
+            out["answer_agreement"] = f"agreement with the model's own answer ({best}), discounted by its confidence"
         if self.likelihood:
             out["likelihood"] = "teacher-forced"
             out["pmi"] = "teacher-forced, vs the prompt without its question"
+            out["completeness"] = "teacher-forced end-of-turn probability (a gate)"
         return out
 
 
@@ -194,18 +218,40 @@ class _Sample:
     confidence: float | None
 
 
-async def _answers(engine: Chat, work: RowWork, plan: ScoringPlan, example: Example) -> list[_Sample]:
+@dataclass(frozen=True)
+class _Answers:
+    best: _Sample | None
+    samples: list[_Sample]
+    #: mean agreement of `best` with the samples (the medoid's with the *other* samples)
+    support: float = 1.0
+
+
+async def _answers(engine: Chat, work: RowWork, plan: ScoringPlan, example: Example) -> _Answers:
     if not plan.samples:
-        return []
+        return _Answers(None, [])
     base = dict(messages=prompts.answer_messages(example.prompt_messages),
-                max_tokens=plan.answer_tokens(example.response), temperature=plan.temperature,
-                logprobs=plan.answer_logprobs, seed=plan.seed, tag="answers")
+                max_tokens=plan.answer_tokens(example.response), logprobs=plan.answer_logprobs,
+                seed=plan.seed, tag="answers")
     if plan.n_per_call:
-        responses = [await work.ask(engine, ChatRequest(n=plan.samples, **base))]
+        calls = [work.ask(engine, ChatRequest(n=plan.samples, temperature=plan.temperature, **base))]
     else:
-        responses = list(await asyncio.gather(*(
-            work.ask(engine, ChatRequest(sample_index=i, **base))
-            for i in range(plan.samples))))
+        calls = [work.ask(engine, ChatRequest(sample_index=i, temperature=plan.temperature, **base))
+                 for i in range(plan.samples)]
+    if not plan.best_answer:
+        samples = _samples_of(await asyncio.gather(*calls))
+        if not samples:
+            return _Answers(None, [])
+        i, support = _medoid(samples)
+        return _Answers(samples[i] if samples[i].text else None, samples, support)
+    best_response, *responses = await asyncio.gather(work.ask(engine, ChatRequest(temperature=0.0, **base)), *calls)
+    best_samples = _samples_of([best_response])
+    best = best_samples[0] if best_samples and best_samples[0].text else None
+    samples = _samples_of(responses)
+    support = sum(agreement(best.text, s.text) for s in samples) / len(samples) if best and samples else 1.0
+    return _Answers(best, samples, support)
+
+
+def _samples_of(responses: Sequence[ChatResponse]) -> list[_Sample]:
     out: list[_Sample] = []
     for response in responses:
         for choice in response.choices:
@@ -229,7 +275,14 @@ def _medoid(samples: Sequence[_Sample]) -> tuple[int, float]:
     return best, max(0.0, best_key[0])
 
 
-async def _likelihood(engine: Chat, work: RowWork, example: Example) -> tuple[list[float | None], list[float | None]]:
+@dataclass(frozen=True)
+class _Scored:
+    cond: list[float | None]
+    uncond: list[float | None]
+    end_logprob: float | None
+
+
+async def _likelihood(engine: Chat, work: RowWork, example: Example) -> _Scored:
     cond, uncond = await asyncio.gather(
         work.ask(engine, ChatRequest(messages=prompts.score_messages(example.prompt_messages, example.response),
                                      mode="score", logprobs=True, max_tokens=1, tag="likelihood")),
@@ -241,7 +294,8 @@ async def _likelihood(engine: Chat, work: RowWork, example: Example) -> tuple[li
         choice = r.choices[0] if r.choices else None
         return [t.logprob for t in choice.logprobs] if choice is not None and choice.logprobs else []
 
-    return lps(cond), lps(uncond)
+    end = cond.choices[0].end_logprob if cond.choices else None
+    return _Scored(lps(cond), lps(uncond), end)
 
 
 # --- one row --------------------------------------------------------------------------------
@@ -257,35 +311,41 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
     work = RowWork()
     rating_task = _self_rating(engine, work, plan, example)
     answers_task = _answers(engine, work, plan, example)
+    scored: _Scored | None = None
     if plan.likelihood:
-        (rating, rating_details), samples, (cond, uncond) = await asyncio.gather(
+        (rating, rating_details), answers, scored = await asyncio.gather(
             rating_task, answers_task, _likelihood(engine, work, example))
     else:
-        (rating, rating_details), samples = await asyncio.gather(rating_task, answers_task)
-        cond, uncond = [], []
+        (rating, rating_details), answers = await asyncio.gather(rating_task, answers_task)
 
     signals: dict[str, float | None] = {"self_rating": rating}
     details: dict[str, Any] = dict(rating_details)
     if plan.samples:
-        texts = [s.text for s in samples]
-        signals["consistency"] = observed_consistency(example.response, texts, CONSISTENCY_ALPHA)
-        if samples:
-            i, support = _medoid(samples)
-            cand = samples[i]
-            cand_conf = _candidate_confidence(cand.confidence, support)
-            signals["answer_confidence"] = cand.confidence
-            details["candidate"] = cand.text
+        texts = [s.text for s in answers.samples]
+        best = answers.best
+        # the medoid is one of the samples: it weighs in as y′ only when it is a separate answer
+        reference = best.text if best is not None and plan.best_answer else None
+        signals["consistency"] = consistency_with(example.response, reference, texts, CONSISTENCY_ALPHA)
+        if best is not None:
+            cand_conf = _candidate_confidence(best.confidence, answers.support)
+            cand_agreement = agreement(example.response, best.text)
+            signals["answer_confidence"] = best.confidence
+            signals["answer_agreement"] = answer_agreement(cand_agreement, cand_conf)
+            details["candidate"] = best.text
             details["candidate_confidence"] = cand_conf
-            details["candidate_agreement"] = agreement(example.response, cand.text)
+            details["candidate_agreement"] = cand_agreement
+        if texts:
             details["samples"] = texts
-    if plan.likelihood:
-        lp = mean_logprob(cond)
-        pmi = pmi_per_token(cond, uncond)
-        signals["likelihood"] = geometric_mean_probability(cond)
+    if scored is not None:
+        lp = mean_logprob(scored.cond)
+        pmi = pmi_per_token(scored.cond, scored.uncond)
+        signals["likelihood"] = geometric_mean_probability(scored.cond)
         signals["pmi"] = None if pmi is None else logistic(pmi, scale=PMI_SCALE)
+        signals["completeness"] = completeness(scored.end_logprob)
         details["mean_logprob"] = lp
         details["pmi_nats_per_token"] = pmi
-        details["response_tokens"] = len(cond)
+        details["end_logprob"] = scored.end_logprob
+        details["response_tokens"] = len(scored.cond)
     weights = weights_for(model, {k for k, v in signals.items() if v is not None})
     confidence = combine(signals, weights)
     details["weights"] = weights

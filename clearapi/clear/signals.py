@@ -15,13 +15,32 @@ Signals
     BSDetector's A=1, B=0, C=0.5 scale made continuous. Without logprobs the same prompt is
     sampled and the letters counted (`rating_from_letters`).
 ``consistency``
-    BSDetector's observed consistency: mean over the model's own sampled answers of
+    BSDetector's observed consistency: mean over the model's own answers of
     α·agreement + (1-α)·exact-match, α = 0.8 (the open implementation's value), agreement
-    from `clearapi.clear.similarity`.
+    from `clearapi.clear.similarity`. Half of it is agreement with the model's best answer
+    y′ (temperature 0), half the mean over K samples at temperature 1: a small model's
+    samples wander, and its modal answer is the one that knows most. Measured with
+    SmolLM2-135M on three labelled sets, agreement with y′ alone separated bad rows better
+    than the samples alone on two of them (0.77/0.75 vs 0.69/0.72 AUROC, about equal on the
+    third); the halves together beat both (see the README).
 ``answer_confidence``
     How sure the model is of *its own* answer y′: geometric-mean token probability from
     the returned logprobs. Used to gate auto-correct, and to tell how much a disagreement
     between y and y′ means.
+``answer_agreement``
+    Agreement of y with the model's own answer y′, discounted by how sure the model is of
+    y′: 1 − (1 − agreement(y, y′)) · confidence(y′), with y′'s confidence as for
+    auto-correct (token probability and the samples' support). A disagreement with a
+    hesitant y′ means little; with a confident one it is the strongest evidence a small
+    model has that y is wrong — CLEAR's reason for gating corrections on y′'s confidence,
+    used here for scoring too.
+``completeness``
+    The model's probability that the response *ends* where it does: log P(end of turn | x, y),
+    read from the same teacher-forced pass as ``likelihood``, mapped by a logistic centred
+    at −14 nats (one chance in a million) with a 1.5-nat scale. Terse clean answers ("25",
+    a subject line without a full stop) sit around −5 to −10 and keep ≥ 0.9; text cut off
+    mid-sentence scores −20 to −26 and falls near 0. A gate, not a vote
+    (`clearapi.clear.combine`).
 ``likelihood``
     Geometric-mean token probability of the dataset response y itself under the prompt
     (teacher forcing; only providers that can score given text, i.e. the local model).
@@ -45,7 +64,10 @@ from clearapi.clear.similarity import agreement, exact_match
 
 __all__ = [
     "CONSISTENCY_ALPHA",
+    "answer_agreement",
     "certainty",
+    "completeness",
+    "consistency_with",
     "geometric_mean_probability",
     "logistic",
     "mean_logprob",
@@ -58,6 +80,9 @@ __all__ = [
 ]
 
 CONSISTENCY_ALPHA = 0.8
+#: where the end-of-turn log-probability maps to completeness 0.5, and how fast it falls
+END_CENTER = -14.0
+END_SCALE = 1.5
 #: the option letters of the reflection prompt and their certainty value
 OPTION_VALUES: dict[str, float] = {"A": 1.0, "B": 0.0, "C": 0.5}
 
@@ -170,3 +195,28 @@ def observed_consistency(response: str, samples: Sequence[str], alpha: float = C
     for s in samples:
         total += alpha * agreement(response, s) + (1 - alpha) * (1.0 if exact_match(response, s) else 0.0)
     return total / len(samples)
+
+
+def completeness(end_logprob: float | None) -> float | None:
+    """How plausible it is that the response stops here, from log P(end of turn | x, y)."""
+    if end_logprob is None or not math.isfinite(end_logprob):
+        return None
+    return logistic(min(0.0, end_logprob), center=END_CENTER, scale=END_SCALE)
+
+
+def consistency_with(response: str, best: str | None, samples: Sequence[str],
+                     alpha: float = CONSISTENCY_ALPHA) -> float | None:
+    """Observed consistency: half agreement with the best answer, half with the samples.
+
+    Either half alone when the other is missing; None without any answer.
+    """
+    parts = [x for x in (observed_consistency(response, [best], alpha) if best is not None else None,
+                         observed_consistency(response, samples, alpha)) if x is not None]
+    return sum(parts) / len(parts) if parts else None
+
+
+def answer_agreement(agreement: float, confidence: float) -> float:
+    """1 − (1 − agreement(y, y′)) · confidence(y′): a confident contradiction scores low."""
+    a = min(1.0, max(0.0, agreement))
+    c = min(1.0, max(0.0, confidence))
+    return 1.0 - (1.0 - a) * c

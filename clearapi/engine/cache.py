@@ -103,13 +103,18 @@ def default_cache_path() -> Path:
     return Path(base).expanduser() / "clearapi" / "cache.sqlite"
 
 
+#: bumped per mode when what a response holds changes, so an old entry is a miss rather than
+#: a silently poorer answer (score responses gained `Choice.end_logprob` in 2)
+KEY_VERSIONS: dict[str, int] = {"generate": 1, "score": 2}
+
+
 def cache_key(request: ChatRequest, *, profile: str, protocol: str, base_url: str | None,
               model: str) -> str:
     """The content address of a request. `model` is the effective model (request or default)."""
     fields = request.model_dump(mode="json", exclude={"tag"})
     fields["model"] = request.model or model
     canonical = orjson.dumps(
-        {"v": 1, "profile": profile, "protocol": protocol, "base_url": base_url or "", "request": fields},
+        {"v": KEY_VERSIONS[request.mode], "profile": profile, "protocol": protocol, "base_url": base_url or "", "request": fields},
         option=orjson.OPT_SORT_KEYS,
     )
     return KEY_PREFIX + hashlib.blake2b(canonical, digest_size=32).hexdigest()
