@@ -2,6 +2,7 @@
 
     python bench/quality.py                      # examples/qa.jsonl, heldout/ and factual/, local model
     python bench/quality.py --samples 2 --cache /tmp/q.sqlite --only main
+    python bench/quality.py --data my/qa.jsonl   # your own labelled set (my/labels.jsonl beside it)
 
 Prints, per dataset: AUROC of each signal alone and of the combined confidence for telling
 corrupted from clean rows (1.0 = every corrupted row scores below every clean one, 0.5 =
@@ -11,7 +12,7 @@ rows replaced by another wrong answer, clean rows damaged), and calls/tokens per
 
 Runs go through the public `clearapi.curate` with the response cache, so a second run only
 re-applies the combination and policy (seconds). Labels come from ``labels.jsonl`` next to
-each dataset: ``{"line", "corrupted", "kind", "correct"}``.
+each dataset: ``{"line", "corrupted", "kind", "correct"}`` (``kind`` and ``correct`` optional).
 """
 
 from __future__ import annotations
@@ -40,6 +41,21 @@ def auroc(scores: list[float | None], clean: list[bool]) -> float | None:
         return None
     wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
     return wins / (len(pos) * len(neg))
+
+
+def _label(row: dict[str, Any]) -> dict[str, Any]:
+    """A label line with the optional fields filled: `kind` (else clean/corrupted) and `correct`
+    (else the response is taken as right for clean rows and unknown for corrupted ones)."""
+    out = dict(row)
+    out.setdefault("kind", "corrupted" if row["corrupted"] else "clean")
+    out.setdefault("correct", "")  # see _is_right
+    return out
+
+
+def _is_right(text: str, score: dict[str, Any], lab: dict[str, Any]) -> bool:
+    """Does `text` agree with the labelled right answer (a clean row's own response if unlabelled)?"""
+    right = lab["correct"] or (score["response"] if not lab["corrupted"] else "")
+    return bool(right) and agreement(text, right) >= 0.8
 
 
 def _fmt(x: float | None) -> str:
@@ -85,7 +101,7 @@ def report(name: str, out: Path, labels: dict[int, dict[str, Any]], threshold: f
     for s, lab in rows:
         if s["action"] != "correct":
             continue
-        right = agreement(s["correction"], lab["correct"]) >= 0.8
+        right = _is_right(s["correction"], s, lab)
         if lab["corrupted"]:
             fixed += right
             wrong_fix += not right
@@ -110,10 +126,10 @@ def report_corrections(out: Path, labels: dict[int, dict[str, Any]]) -> None:
     scores = _jsonl(out / "scores.jsonl")
     judged = [s for s in scores if "judgement" in s["details"]]
     fixed = sum(1 for s in scores if s["action"] == "correct" and labels[s["line"]]["corrupted"]
-                and agreement(s["correction"], labels[s["line"]]["correct"]) >= 0.8)
+                and _is_right(s["correction"], s, labels[s["line"]]))
     wrong = sum(1 for s in scores if s["action"] == "correct" and labels[s["line"]]["corrupted"]) - fixed
     damaged = sum(1 for s in scores if s["action"] == "correct" and not labels[s["line"]]["corrupted"]
-                  and agreement(s["correction"], labels[s["line"]]["correct"]) < 0.8)
+                  and not _is_right(s["correction"], s, labels[s["line"]]))
     print(f"  {len(judged)} rows judged pairwise ({2 * len(judged)} calls); corrected "
           f"{sum(1 for s in scores if s['action'] == 'correct')}: {fixed} fixed, {wrong} replaced by another wrong "
           f"answer, {damaged} clean rows damaged")
@@ -125,10 +141,11 @@ def report_corrections(out: Path, labels: dict[int, dict[str, Any]]) -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
-    names = [args.only] if args.only else list(SETS)
+    sets = {Path(p).parent.name or "data": Path(p) for p in args.data} if args.data else SETS
+    names = [args.only] if args.only else list(sets)
     for name in names:
-        data = SETS[name]
-        labels = {r["line"]: r for r in _jsonl(data.parent / "labels.jsonl")}
+        data = sets[name]
+        labels = {r["line"]: _label(r) for r in _jsonl(data.parent / "labels.jsonl")}
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(args.out_dir) / name if args.out_dir else Path(tmp)
             summary = await curate(data, out, provider=args.provider, model_path=args.model_path,
@@ -147,6 +164,9 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", choices=list(SETS), default=None)
+    p.add_argument("--data", action="append", default=[], metavar="QA.JSONL",
+                   help="measure on your own labelled set instead (labels.jsonl beside it, one line per input "
+                        "line: {\"line\", \"corrupted\", \"kind\", \"correct\"}); repeatable")
     p.add_argument("--provider", default="local")
     p.add_argument("--model-path", default=None)
     p.add_argument("--samples", type=int, default=4)

@@ -157,7 +157,8 @@ class LoadedModel:
         _, found, after = rendered.partition(sentinel)
         tail: list[int] = self.llama.tokenize(after.encode("utf-8"), add_bos=False, special=True) if found else []
         vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
-        if tail and (llama_cpp.llama_vocab_is_control(vocab, tail[0]) or llama_cpp.llama_vocab_is_eog(vocab, tail[0])):
+        if tail and (llama_cpp.llama_vocab_is_control(vocab, tail[0])
+                     or llama_cpp.llama_vocab_is_eog(vocab, tail[0])):
             return int(tail[0])
         eos = int(self.llama.token_eos())
         return eos if eos >= 0 else None

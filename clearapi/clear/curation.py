@@ -192,7 +192,7 @@ async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
         plan = ScoringPlan.for_capabilities(engine.capabilities, samples=opts.samples, seed=opts.seed,
-                                        best_answer=opts.best_answer)
+                                            best_answer=opts.best_answer)
         async for item in _score_rows(engine, iter(reader), plan, str(input)):
             if isinstance(item, Reject):
                 if on_reject is not None:

@@ -3,8 +3,8 @@
 The file is streamed once; each row's requests are built the way the pipeline would build
 them and their tokens estimated at four characters a token (plus a few per message), the
 same rule the engine uses to reserve rate-limit capacity. Completion tokens: 1 for a
-rating, the answer budget for the best answer and each sample (an upper bound: sampling stops at the end of
-the answer), none for teacher-forced scoring. Pairwise judgements are only asked for rows
+rating, the answer budget for the best answer and each sample (an upper bound: sampling
+stops at the end of the answer), none for teacher-forced scoring. Pairwise judgements are only asked for rows
 below the threshold whose candidate passes the gates, which is unknown before scoring: the
 estimate gives the worst case (every row below the cut judged; with ``--filter-fraction F``
 only that share of rows can be below it).

@@ -17,10 +17,11 @@ baseline        teacher-forced log P(y | prompt minus its question)    provider 
 ==============  =====================================================  ===========================
 
 On a provider with logprobs and ``n`` (OpenAI-style) that is **2 calls per row** (3 with
-``--best-answer``); the local model makes 5 (rating, best answer, samples, two scoring passes). Auto-correct adds **2 pairwise calls** (both orders)
-only for rows below the threshold whose candidate passed the cheap gates
-(`clearapi.clear.policy.needs_judgement`): rows that are kept anyway, or whose candidate is
-the same answer or unsure, never pay for a judgement.
+``--best-answer``); the local model makes 5 (rating, best answer, samples, two scoring
+passes). Auto-correct adds **2 pairwise calls** (both orders) only for rows below the
+threshold whose candidate passed the cheap gates (`clearapi.clear.policy.needs_judgement`):
+rows that are kept anyway, or whose candidate is the same answer or unsure, never pay for a
+judgement.
 
 The candidate for auto-correct is y′, the temperature-0 answer, as in CLEAR; its confidence
 blends its token probability with how many of the K samples agree with it. Where that call
@@ -149,7 +150,8 @@ class ScoringPlan:
             best = "the answer at T=0" if self.best_answer else "the samples' medoid"
             if self.answer_logprobs:
                 out["answer_confidence"] = f"logprobs of the model's own answer ({best})"
-            out["answer_agreement"] = f"agreement with the model's own answer ({best}), discounted by its confidence"
+            out["answer_agreement"] = f"agreement with the model's own answer ({best}), discounted by its " \
+                                      "confidence"
         if self.likelihood:
             out["likelihood"] = "teacher-forced"
             out["pmi"] = "teacher-forced, vs the prompt without its question"
@@ -243,7 +245,8 @@ async def _answers(engine: Chat, work: RowWork, plan: ScoringPlan, example: Exam
             return _Answers(None, [])
         i, support = _medoid(samples)
         return _Answers(samples[i] if samples[i].text else None, samples, support)
-    best_response, *responses = await asyncio.gather(work.ask(engine, ChatRequest(temperature=0.0, **base)), *calls)
+    best_call = work.ask(engine, ChatRequest(temperature=0.0, **base))
+    best_response, *responses = await asyncio.gather(best_call, *calls)
     best_samples = _samples_of([best_response])
     best = best_samples[0] if best_samples and best_samples[0].text else None
     samples = _samples_of(responses)

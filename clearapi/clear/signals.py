@@ -39,7 +39,7 @@ Signals
     read from the same teacher-forced pass as ``likelihood``, mapped by a logistic centred
     at −14 nats (one chance in a million) with a 1.5-nat scale. Terse clean answers ("25",
     a subject line without a full stop) sit around −5 to −10 and keep ≥ 0.9; text cut off
-    mid-sentence scores −20 to −26 and falls near 0. A gate, not a vote
+    mid-sentence scores −20 to −28 and falls near 0. A gate, not a vote
     (`clearapi.clear.combine`).
 ``likelihood``
     Geometric-mean token probability of the dataset response y itself under the prompt
