@@ -52,6 +52,28 @@ def test_every_request_field_changes_the_key(change: dict[str, object]) -> None:
     assert key(req(text, **fields)) != key(req())
 
 
+def _key_as_of_version(request: ChatRequest, version: int) -> str:
+    """The key formula written out independently, for a given format version."""
+    import hashlib
+
+    import orjson
+
+    fields = request.model_dump(mode="json", exclude={"tag"})
+    fields["model"] = request.model or "m"
+    canonical = orjson.dumps({"v": version, "profile": "fake", "protocol": "openai_chat", "base_url": "http://x/v1",
+                              "request": fields}, option=orjson.OPT_SORT_KEYS)
+    return "b2:" + hashlib.blake2b(canonical, digest_size=32).hexdigest()
+
+
+def test_generate_keys_survive_upgrades_and_score_keys_moved_on() -> None:
+    # answers cached by earlier versions stay hits ...
+    assert key(req()) == _key_as_of_version(req(), 1)
+    # ... but a score response written before `end_logprob` existed must be a miss, not a poorer answer
+    scored = ChatRequest(messages=[Message(role="user", content="q"), Message(role="assistant", content="a")],
+                         mode="score", logprobs=True)
+    assert key(scored) == _key_as_of_version(scored, 2) != _key_as_of_version(scored, 1)
+
+
 @pytest.mark.parametrize("where", [{"profile": "other"}, {"base_url": "http://y/v1"}, {"model": "m2"},
                                    {"protocol": "anthropic_messages"}])
 def test_where_the_request_goes_changes_the_key(where: dict[str, str]) -> None:

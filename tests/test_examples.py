@@ -1,0 +1,40 @@
+"""The labelled example sets are what bench/quality.py's figures rest on: check they say what they claim."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clearapi.datasets import read_examples
+from clearapi.records import Example
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = [ROOT / "examples" / "qa.jsonl", ROOT / "examples" / "heldout" / "qa.jsonl",
+        ROOT / "examples" / "factual" / "qa.jsonl"]
+KINDS = {"clean", "wrong_answer", "context_sentence", "swapped", "off_topic", "truncated"}
+
+
+@pytest.mark.parametrize("path", SETS, ids=lambda p: p.parent.name)
+def test_labelled_set_is_consistent(path: Path) -> None:
+    items = list(read_examples(path))
+    assert all(isinstance(x, Example) for x in items), "every example row must read cleanly"
+    examples = [x for x in items if isinstance(x, Example)]
+    labels = [json.loads(line) for line in (path.parent / "labels.jsonl").read_text().splitlines() if line]
+    assert [lab["line"] for lab in labels] == [e.line for e in examples]
+    assert [lab["id"] for lab in labels] == [e.id for e in examples]
+    assert len({e.id for e in examples}) == len(examples)
+    for example, lab in zip(examples, labels, strict=True):
+        assert lab["kind"] in KINDS
+        assert lab["corrupted"] == (lab["kind"] != "clean")
+        if lab["kind"] == "clean":
+            assert example.response == lab["correct"], example.id
+        else:
+            assert example.response != lab["correct"], example.id
+        if lab["kind"] == "truncated":
+            assert lab["correct"].startswith(example.response), example.id
+        if lab["kind"] == "context_sentence":
+            assert example.response.rstrip(".") in example.prompt_text, example.id
+    corrupted = sum(lab["corrupted"] for lab in labels)
+    assert 0.2 <= corrupted / len(labels) <= 0.35  # examples/README.md: 24 % and 30 %
