@@ -161,9 +161,10 @@ class Choice(_Strict):
     text: str
     logprobs: list[TokenLogprob] | None = None
     finish_reason: str | None = None
-    #: score mode: log-probability that the turn ends right after `text` (any end-of-turn
-    #: token). A response cut off mid-sentence is one the model is nearly sure goes on, which
-    #: no per-token average of the text itself can show. None where the provider cannot say.
+    #: score mode: log-probability that `text` is finished — the turn ends right after it, or
+    #: a sentence-closing mark comes next (a bare "Paris" is finished). A response cut off
+    #: mid-sentence is one the model is nearly sure goes on, which no per-token average of the
+    #: text itself can show. None where the provider cannot say.
     end_logprob: float | None = None
 
 

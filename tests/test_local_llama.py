@@ -167,21 +167,27 @@ def reference_end_logprob(model_path: Path, prefix: str, response: str) -> float
         llm.close()
 
 
-async def test_score_says_whether_the_text_could_end_there(adapter, local_model_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_score_says_whether_the_text_is_finished(adapter, local_model_path: Path) -> None:  # type: ignore[no-untyped-def]
     def req(answer: str) -> ChatRequest:
         return ChatRequest(mode="score", messages=[Message(role="system", content=SYSTEM), user(QUESTION),
                                                    assistant(answer)], logprobs=True)
 
-    whole = (await adapter.chat(req(ANSWER))).choices[0].end_logprob
-    cut = (await adapter.chat(req("The capital of France is"))).choices[0].end_logprob
-    assert whole is not None and cut is not None
-    assert -10.0 < whole <= 0.0
-    assert cut < whole - 10.0, (whole, cut)
+    async def end(answer: str) -> float:
+        value = (await adapter.chat(req(answer))).choices[0].end_logprob
+        assert value is not None and value <= 0.0
+        return value
+
+    whole, bare, cut = await end(ANSWER), await end("Paris"), await end("The capital of France is")
+    assert whole > -10.0 and bare > -10.0
+    assert cut < min(whole, bare) - 5.0, (whole, bare, cut)
     chatml = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{QUESTION}<|im_end|>\n"
               "<|im_start|>assistant\n")
+    # after a full stop nearly all the mass is the template's end-of-turn token, <|im_end|>
     direct = await asyncio.to_thread(reference_end_logprob, local_model_path, chatml, ANSWER)
-    # the template's end-of-turn token, <|im_end|>, not <|endoftext|> or any other stop token
-    assert whole == pytest.approx(direct, abs=1e-4)
+    assert direct - 1e-4 <= whole <= direct + 0.05
+    # a bare answer: <|im_end|> alone is unlikely (the model wants a full stop first), yet it is finished
+    bare_direct = await asyncio.to_thread(reference_end_logprob, local_model_path, chatml, "Paris")
+    assert bare_direct < bare - 3.0, (bare_direct, bare)
     # generated text carries no end probability: it is a property of scoring given text
     generated = await adapter.chat(ChatRequest(messages=[user(QUESTION)], max_tokens=4))
     assert generated.choices[0].end_logprob is None

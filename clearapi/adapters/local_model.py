@@ -129,6 +129,7 @@ class LoadedModel:
         self.eos_text = _token_text(llama, llama.token_eos())
         self._format = _chat_formatter(llama)
         self.end_of_turn = self._end_of_turn_token()
+        self.closing_punctuation = _closing_punctuation(llama)
 
     async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run `fn(*args)` on the model's thread and await it without blocking the loop."""
@@ -180,6 +181,23 @@ def _token_text(llama: Any, token: int) -> str:
     if token < 0:
         return ""
     return bytes(llama.detokenize([token], special=True)).decode("utf-8", errors="ignore")
+
+
+_CLOSERS = frozenset(".!?。！？")
+_AROUND = frozenset("\"')]»”’*")
+
+
+def _closing_punctuation(llama: Any) -> list[int]:
+    """Tokens that end a sentence: one of . ! ? (with quotes or brackets around it, "." or ").").
+
+    An ellipsis is not among them: "The answer is..." trails off rather than ends.
+    """
+    out = []
+    for token in range(int(llama.n_vocab())):
+        text = bytes(llama.detokenize([token])).decode("utf-8", errors="replace").strip()
+        if text and all(c in _CLOSERS or c in _AROUND for c in text) and sum(c in _CLOSERS for c in text) == 1:
+            out.append(token)
+    return out
 
 
 def _chat_formatter(llama: Any) -> Any:

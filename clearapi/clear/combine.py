@@ -63,7 +63,7 @@ WEIGHTS: dict[str, dict[str, float]] = {
     # 0.72, consistency 0.73 / 0.73 / 0.72, pmi 0.68 / 0.66 / 0.70, self_rating 0.58 / 0.55 /
     # 0.57, likelihood 0.44 / 0.45 / 0.59 (copied passage sentences are *more* likely than real
     # answers), answer_confidence 0.47 / 0.56 / 0.55 (it only means something as y′'s weight).
-    # Pooled, with the completeness gate: 0.85 / 0.87 / 0.90. The signals that work share the
+    # Pooled, with the completeness gate: 0.84 / 0.87 / 0.87. The signals that work share the
     # weight; self-rating keeps a small share (the only signal that sees a copied sentence as
     # wrong); likelihood is left out: PMI carries what it knows without its bias. pmi,
     # consistency and self_rating were weighed on the main set alone; answer_agreement joined

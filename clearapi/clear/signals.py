@@ -35,12 +35,14 @@ Signals
     model has that y is wrong — CLEAR's reason for gating corrections on y′'s confidence,
     used here for scoring too.
 ``completeness``
-    The model's probability that the response *ends* where it does: log P(end of turn | x, y),
-    read from the same teacher-forced pass as ``likelihood``, mapped by a logistic centred
-    at −14 nats (one chance in a million) with a 1.5-nat scale. Terse clean answers ("25",
-    a subject line without a full stop) sit around −5 to −10 and keep ≥ 0.9; text cut off
-    mid-sentence scores −20 to −28 and falls near 0. A gate, not a vote
-    (`clearapi.clear.combine`).
+    The model's probability that the response is *finished* where it ends: the chat
+    template's end-of-turn token next, or a sentence-closing mark (". ! ?", quotes or
+    brackets around it allowed), read from the same teacher-forced pass as ``likelihood``.
+    The closing mark counts because a small model rarely ends a turn without one: after a
+    bare "William Shakespeare" the end of turn alone is e^-20, with the full stop e^-1.5.
+    Mapped by a logistic centred at −11 nats with a 1-nat scale: clean answers, bare or
+    punctuated, measured −1 to −9.5; text cut off mid-sentence −10.5 to −17. A gate, not a
+    vote (`clearapi.clear.combine`).
 ``likelihood``
     Geometric-mean token probability of the dataset response y itself under the prompt
     (teacher forcing; only providers that can score given text, i.e. the local model).
@@ -81,8 +83,8 @@ __all__ = [
 
 CONSISTENCY_ALPHA = 0.8
 #: where the end-of-turn log-probability maps to completeness 0.5, and how fast it falls
-END_CENTER = -14.0
-END_SCALE = 1.5
+END_CENTER = -11.0
+END_SCALE = 1.0
 #: the option letters of the reflection prompt and their certainty value
 OPTION_VALUES: dict[str, float] = {"A": 1.0, "B": 0.0, "C": 0.5}
 
@@ -198,7 +200,7 @@ def observed_consistency(response: str, samples: Sequence[str], alpha: float = C
 
 
 def completeness(end_logprob: float | None) -> float | None:
-    """How plausible it is that the response stops here, from log P(end of turn | x, y)."""
+    """How plausible it is that the response is finished, from log P(end of turn or closing mark | x, y)."""
     if end_logprob is None or not math.isfinite(end_logprob):
         return None
     return logistic(min(0.0, end_logprob), center=END_CENTER, scale=END_SCALE)
