@@ -153,7 +153,7 @@ async def test_local_like_provider_adds_likelihood_and_pmi() -> None:
     assert s["pmi"] == pytest.approx(1 / (1 + math.exp(-1.8)))
     assert row.details["pmi_nats_per_token"] == pytest.approx(1.8)
     assert row.details["end_logprob"] == -1.0 and s["completeness"] == pytest.approx(1.0, abs=1e-3)
-    assert row.methods["completeness"].startswith("teacher-forced end-of-turn")
+    assert row.methods["completeness"].startswith("teacher-forced probability that y is finished")
 
 
 async def test_a_response_the_model_expects_to_go_on_is_gated_down() -> None:

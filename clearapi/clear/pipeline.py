@@ -155,7 +155,8 @@ class ScoringPlan:
         if self.likelihood:
             out["likelihood"] = "teacher-forced"
             out["pmi"] = "teacher-forced, vs the prompt without its question"
-            out["completeness"] = "teacher-forced end-of-turn probability (a gate)"
+            out["completeness"] = ("teacher-forced probability that y is finished: end of turn or a closing mark "
+                                   "(a gate)")
         return out
 
 
