@@ -296,7 +296,7 @@ def _end_logprob(llama: Any, row: int, end_of_turn: int | None, closers: list[in
     """log P(the text is finished at `row`): the turn ends next, or a sentence-closing mark comes.
 
     The closing mark counts because a small model almost never ends a turn without one: after
-    a bare "William Shakespeare" it gives the end of turn e^-20 but a full stop 0.2, while
+    a bare "William Shakespeare" it gives the end of turn e^-20 but a full stop about 0.25, while
     after "The official language of Italy is" both are below e^-10.
     """
     import numpy as np

@@ -188,14 +188,15 @@ _AROUND = frozenset("\"')]»”’*")
 
 
 def _closing_punctuation(llama: Any) -> list[int]:
-    """Tokens that end a sentence: one of . ! ? (with quotes or brackets around it, "." or ").").
+    """Tokens that end a sentence: one of . ! ? alone or with a quote or bracket (`."`, `).`).
 
     An ellipsis is not among them: "The answer is..." trails off rather than ends.
     """
-    out = []
+    out: list[int] = []
     for token in range(int(llama.n_vocab())):
         text = bytes(llama.detokenize([token])).decode("utf-8", errors="replace").strip()
-        if text and all(c in _CLOSERS or c in _AROUND for c in text) and sum(c in _CLOSERS for c in text) == 1:
+        if (text and all(c in _CLOSERS or c in _AROUND for c in text)
+                and sum(c in _CLOSERS for c in text) == 1):
             out.append(token)
     return out
 
