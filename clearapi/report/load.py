@@ -10,11 +10,12 @@ byte offset) so memory stays flat however long the texts are.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from clearapi.errors import InputError
 from clearapi.records import Reject, RowCounts, Score, Summary
@@ -154,6 +155,9 @@ class _Columns:
                               for t in (score.prompt, score.response, alternative)))
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 def _count_lines(path: Path) -> int:
     with path.open("rb") as fh:
         return sum(1 for raw in fh if raw.strip())
@@ -166,12 +170,9 @@ def _bad_line(data: ReportData, path: Path, number: int, exc: ValidationError) -
         data.bad_lines.append((path.name, number, str(exc.errors()[0].get("msg", "invalid"))[:200]))
 
 
-def _read_scores(path: Path, data: ReportData) -> _Columns:
-    if not path.exists():
-        data.notes.append(f"{path.name} not found: no rows to show.")
-        return _Columns(data, PREVIEW_MAX)
-    data.preview_chars = preview_chars(_count_lines(path))
-    columns = _Columns(data, data.preview_chars)
+def _records(path: Path, model: type[_M], data: ReportData) -> Iterator[tuple[int, _M]]:
+    """(byte offset, record) for each line of `path` that parses as `model`; blank lines
+    skipped, unparsable ones counted through `_bad_line`."""
     with path.open("rb") as fh:
         offset = 0
         for number, raw in enumerate(fh, start=1):
@@ -179,11 +180,21 @@ def _read_scores(path: Path, data: ReportData) -> _Columns:
             if not raw.strip():
                 continue
             try:
-                score = Score.model_validate_json(raw)
+                record = model.model_validate_json(raw)
             except ValidationError as exc:
                 _bad_line(data, path, number, exc)
                 continue
-            columns.add(score, here)
+            yield here, record
+
+
+def _read_scores(path: Path, data: ReportData) -> _Columns:
+    if not path.exists():
+        data.notes.append(f"{path.name} not found: no rows to show.")
+        return _Columns(data, PREVIEW_MAX)
+    data.preview_chars = preview_chars(_count_lines(path))
+    columns = _Columns(data, data.preview_chars)
+    for here, score in _records(path, Score, data):
+        columns.add(score, here)
     return columns
 
 
@@ -273,20 +284,12 @@ def _read_details(path: Path, columns: _Columns, chosen: list[int]) -> None:
 def _read_rejects(path: Path, data: ReportData) -> None:
     if not path.exists():
         return
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                reject = Reject.model_validate_json(raw)
-            except ValidationError as exc:
-                _bad_line(data, path, number, exc)
-                continue
-            data.rejects_total += 1
-            if len(data.rejects) < MAX_REJECTS_SHOWN:
-                if reject.raw is not None and len(reject.raw) > REJECT_RAW_CHARS:
-                    reject.raw = reject.raw[:REJECT_RAW_CHARS] + "…"
-                data.rejects.append(reject)
+    for _, reject in _records(path, Reject, data):
+        data.rejects_total += 1
+        if len(data.rejects) < MAX_REJECTS_SHOWN:
+            if reject.raw is not None and len(reject.raw) > REJECT_RAW_CHARS:
+                reject.raw = reject.raw[:REJECT_RAW_CHARS] + "…"
+            data.rejects.append(reject)
 
 
 def _derived_counts(data: ReportData) -> RowCounts:
