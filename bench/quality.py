@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from clearapi import curate
+from clearapi.clear.signals import SIGNAL_NAMES
 from clearapi.clear.similarity import agreement
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {"main": ROOT / "examples" / "qa.jsonl", "heldout": ROOT / "examples" / "heldout" / "qa.jsonl",
         "factual": ROOT / "examples" / "factual" / "qa.jsonl"}
-SIGNALS = ["self_rating", "consistency", "answer_agreement", "answer_confidence", "likelihood", "pmi", "completeness"]
 
 
 def auroc(scores: list[float | None], clean: list[bool]) -> float | None:
@@ -75,7 +75,7 @@ def report(name: str, out: Path, labels: dict[int, dict[str, Any]], threshold: f
     print(f"\n== {name}: {len(rows)} rows, {n_bad} corrupted ({summary['model']}) ==")
     result: dict[str, Any] = {"rows": len(rows), "corrupted": n_bad}
     print("AUROC (corrupted vs clean), each signal alone and combined:")
-    for sig in [*SIGNALS, "combined"]:
+    for sig in [*SIGNAL_NAMES, "combined"]:
         vals = [s["confidence"] if sig == "combined" else s["signals"].get(sig) for s, _ in rows]
         a = auroc(vals, clean)
         result[f"auroc_{sig}"] = a

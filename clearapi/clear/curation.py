@@ -33,7 +33,7 @@ from typing import Any, Literal
 import orjson
 
 from clearapi._version import __version__
-from clearapi.clear.combine import weights_for
+from clearapi.clear.combine import GATES, weights_for
 from clearapi.clear.estimate import Estimate, estimate_run
 from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, judge, score_example
 from clearapi.clear.policy import (
@@ -47,6 +47,7 @@ from clearapi.clear.policy import (
     fraction_threshold,
     needs_judgement,
 )
+from clearapi.clear.signals import SIGNAL_NAMES
 from clearapi.datasets import DatasetReader, ReadStats, to_openai_chat
 from clearapi.engine import Engine
 from clearapi.engine.batch import BatchOptions
@@ -407,9 +408,9 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
     weights = weights_for(model)
     methods = plan.methods()
     signals: dict[str, dict[str, Any]] = {
-        name: {"weight": weights.get(name, 0.0), "method": methods.get(name, "not available")}
-        for name in ("self_rating", "consistency", "answer_agreement", "answer_confidence", "likelihood", "pmi")}
-    signals["completeness"] = {"weight": "gate", "method": methods.get("completeness", "not available")}
+        name: {"weight": "gate" if name in GATES else weights.get(name, 0.0),
+               "method": methods.get(name, "not available")}
+        for name in SIGNAL_NAMES}
     rows = tally.counts.rows
     per_row = {"calls": round(tally.calls / rows, 3) if rows else 0.0,
                "tokens": round(tally.tokens / rows, 1) if rows else 0.0,

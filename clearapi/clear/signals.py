@@ -66,6 +66,7 @@ from clearapi.clear.similarity import agreement, exact_match
 
 __all__ = [
     "CONSISTENCY_ALPHA",
+    "SIGNAL_NAMES",
     "answer_agreement",
     "certainty",
     "completeness",
@@ -81,6 +82,9 @@ __all__ = [
     "read_letter",
 ]
 
+#: every signal a row can carry, in the order summaries and benchmarks list them
+SIGNAL_NAMES: tuple[str, ...] = ("self_rating", "consistency", "answer_agreement", "answer_confidence",
+                                 "likelihood", "pmi", "completeness")
 CONSISTENCY_ALPHA = 0.8
 #: where the end-of-turn log-probability maps to completeness 0.5, and how fast it falls
 END_CENTER = -11.0
