@@ -19,6 +19,7 @@ from typing import Any
 
 from clearapi.clear import prompts
 from clearapi.clear.pipeline import ScoringPlan
+from clearapi.engine.budget import prompt_tokens_estimate
 from clearapi.profiles import Price
 from clearapi.records import Example, Message, Reject
 
@@ -26,8 +27,8 @@ __all__ = ["Estimate", "estimate_run", "tokens_of"]
 
 
 def tokens_of(messages: Iterable[Message]) -> int:
-    msgs = list(messages)
-    return math.ceil(sum(len(m.content) for m in msgs) / 4 + 4 * len(msgs))
+    """The engine's reservation estimate for these messages, rounded up."""
+    return math.ceil(prompt_tokens_estimate(list(messages)))
 
 
 @dataclass

@@ -10,11 +10,19 @@ kept, so the engine refuses to start rather than pass silently.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from clearapi.errors import BudgetExceeded
 from clearapi.profiles import Price
-from clearapi.records import Usage
+from clearapi.records import Message, Usage
 
-__all__ = ["Budget"]
+__all__ = ["Budget", "prompt_tokens_estimate"]
+
+
+def prompt_tokens_estimate(messages: Sequence[Message]) -> float:
+    """About 4 characters a token, plus a few tokens of framing per message: what a call is
+    reserved at before it is sent, and what ``--dry-run`` counts."""
+    return sum(len(m.content) for m in messages) / 4.0 + 4.0 * len(messages)
 
 
 class Budget:

@@ -38,7 +38,7 @@ from typing import Any, Literal, Self, TypeVar, overload
 
 from clearapi.adapters.base import Adapter
 from clearapi.engine.batch import BatchDispatcher, BatchOptions, BatchStore, make_submitter
-from clearapi.engine.budget import Budget
+from clearapi.engine.budget import Budget, prompt_tokens_estimate
 from clearapi.engine.cache import ResponseCache, cache_key, default_cache_path
 from clearapi.engine.limits import AdaptiveRates, Pacer, Ticket
 from clearapi.engine.progress import ProgressBar, RowsProgress, want_progress
@@ -616,9 +616,7 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 
 def _prompt_tokens_estimate(request: ChatRequest) -> float:
-    """About 4 characters a token, plus a few tokens of framing per message."""
-    chars = sum(len(m.content) for m in request.messages)
-    return chars / 4.0 + 4.0 * len(request.messages)
+    return prompt_tokens_estimate(request.messages)
 
 
 def _check_positive(**values: float | None) -> None:
