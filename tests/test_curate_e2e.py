@@ -276,3 +276,24 @@ def test_preference_target_points_to_convert(tmp_path: Path) -> None:
     src.write_text('{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}\n')
     assert main(["curate", str(src), "-o", str(tmp_path / "o"), "--target", "openai-dpo"]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_row_too_long_for_the_model_is_rejected_without_retries(tmp_path: Path, emulator_factory: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's 400 for an over-long prompt makes that row a reject, asked once; the rest go on."""
+    emu = emulator_factory(context_window=2000)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    lines = EXAMPLES.read_text(encoding="utf-8").splitlines()[:4]
+    long_row = {"messages": [{"role": "user", "content": "Summarise: " + "words " * 3000},
+                             {"role": "assistant", "content": "A summary."}]}
+    lines.insert(2, json.dumps(long_row))
+    src = tmp_path / "input.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(_openai_args(emu, src, out, "--max-concurrency", "1")) == 0
+    _check_outputs(out, 5, rejected_lines=[3])
+    (reject,) = _jsonl(out / "rejects.jsonl")
+    assert reject["error"].startswith("API call was refused: BadRequest") and "maximum context length" in reject["error"]
+    assert "retries" not in reject["error"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["engine"]["retries"] == {}

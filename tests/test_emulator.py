@@ -228,6 +228,20 @@ async def test_invalid_requests_are_400_in_each_shape(emu: Emulator) -> None:
     assert emu.stats().status(400) == 5
 
 
+async def test_a_prompt_beyond_the_context_window_is_the_services_400(emu: Emulator) -> None:
+    emu.configure(context_window=60)
+    long = [{"role": "user", "content": "word " * 80}]
+    with pytest.raises(openai.BadRequestError, match="maximum context length is 60 tokens") as e1:
+        await oai(emu.base_url).chat.completions.create(model="m", messages=long, max_tokens=5)  # type: ignore[arg-type]
+    assert e1.value.code == "context_length_exceeded" and e1.value.param == "messages"
+    with pytest.raises(anthropic.BadRequestError, match=r"prompt is too long: \d+ tokens > 60 maximum"):
+        await anth(emu.base_url).messages.create(model="c", max_tokens=5, messages=long)  # type: ignore[arg-type]
+    # a prompt that fits, with its completion budget, is answered
+    ok = await oai(emu.base_url).chat.completions.create(model="m", messages=USER, max_tokens=5)
+    assert ok.choices[0].message.content
+    assert emu.stats().status(400) == 2
+
+
 async def test_models_endpoint(emu: Emulator) -> None:
     models = await oai(emu.base_url).models.list()
     assert "gpt-4o-mini" in [m.id for m in models.data]

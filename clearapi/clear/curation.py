@@ -172,8 +172,10 @@ async def _score_rows(engine: Engine, items: Iterator[Example | Reject], plan: S
         try:
             return await score_example(engine, item, plan, model=model)
         except ROW_ERRORS as exc:
+            # a bad request is refused at once; only the others went through the retry loop
+            how = "was refused" if isinstance(exc, BadRequest) else "failed after retries"
             return Reject(file=file, line=item.line, field=None,
-                          error=f"API call failed after retries: {type(exc).__name__}: {exc}")
+                          error=f"API call {how}: {type(exc).__name__}: {exc}")
 
     async for result in engine.map(items, one, window=_window(engine)):
         yield result

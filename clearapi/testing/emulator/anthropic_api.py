@@ -70,8 +70,12 @@ def parse_messages_request(state: State, request: Request, *, need_max_tokens: b
         provider="anthropic", model=model, messages=tuple(pairs), n=1,
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
         temperature=float(temperature), stop=tuple(stops), body=body)
+    used = _input_tokens(parsed.messages)
+    window = state.config.context_window
+    if used + (parsed.max_tokens or 0) > window:
+        raise _bad(f"prompt is too long: {used + (parsed.max_tokens or 0)} tokens > {window} maximum")
     request.memo["anthropic_messages"] = parsed
-    request.memo["input_tokens"] = _input_tokens(parsed.messages)
+    request.memo["input_tokens"] = used
     return parsed
 
 

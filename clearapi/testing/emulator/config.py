@@ -54,6 +54,9 @@ class EmulatorConfig(BaseModel):
     burst_seconds: float = Field(1.0, gt=0)
     #: tokens a request without max_tokens is charged for its completion, per choice
     default_max_tokens: int = Field(256, ge=1)
+    #: prompt + max_tokens beyond this is the real services' 400 (``context_length_exceeded`` /
+    #: "prompt is too long"): a dataset row too long for the model is refused, not answered
+    context_window: int = Field(128_000, ge=1)
 
     latency: Latency = Field(default_factory=Latency)
 

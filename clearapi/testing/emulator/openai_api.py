@@ -114,8 +114,15 @@ def parse_chat_request(state: State, request: Request) -> ResponderRequest:
         provider="openai", model=model, messages=tuple(pairs), n=n, max_tokens=max_tokens,
         temperature=float(temperature), seed=seed, logprobs=bool(logprobs), top_logprobs=top or 0,
         stop=stops, body=body)
+    used = prompt_tokens(parsed.messages)
+    window = state.config.context_window
+    if used + (max_tokens or 0) > window:
+        raise ApiError(400, f"This model's maximum context length is {window} tokens. However, you requested "
+                       f"{used + (max_tokens or 0)} tokens ({used} in the messages, {max_tokens or 0} in the "
+                       "completion). Please reduce the length of the messages or completion.",
+                       param="messages", code="context_length_exceeded")
     request.memo["openai_chat"] = parsed
-    request.memo["prompt_tokens"] = prompt_tokens(parsed.messages)
+    request.memo["prompt_tokens"] = used
     return parsed
 
 
