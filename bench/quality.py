@@ -148,15 +148,16 @@ async def run(args: argparse.Namespace) -> None:
         labels = {r["line"]: _label(r) for r in _jsonl(data.parent / "labels.jsonl")}
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(args.out_dir) / name if args.out_dir else Path(tmp)
-            summary = await curate(data, out, provider=args.provider, model_path=args.model_path,
-                                   samples=args.samples, cache=args.cache or True, progress=False)
+            common = dict(provider=args.provider, model_path=args.model_path, samples=args.samples,
+                          demonstrations=args.demonstrations, seed=args.seed, cache=args.cache or True,
+                          progress=False)
+            summary = await curate(data, out, **common)
             assert summary.threshold is not None
             report(name, out, labels, summary.threshold)
             if args.lenient is not None and args.lenient >= 0:
                 # the same scores (cached) under a lenient correction gate: what the pairwise judge does
                 out2 = out.parent / f"{out.name}-lenient"
-                await curate(data, out2, provider=args.provider, model_path=args.model_path, samples=args.samples,
-                             cache=args.cache or True, progress=False, correct_threshold=args.lenient)
+                await curate(data, out2, correct_threshold=args.lenient, **common)
                 print(f"-- {name} again with --correct-threshold {args.lenient} (scores from the cache) --")
                 report_corrections(out2, labels)
 
@@ -170,6 +171,9 @@ def main() -> None:
     p.add_argument("--provider", default="local")
     p.add_argument("--model-path", default=None)
     p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0, help="sampling and demonstration seed (default 0)")
+    p.add_argument("--demonstrations", type=int, default=None, metavar="K",
+                   help="the dataset's rows shown before each answer/scoring prompt (default: curate's)")
     p.add_argument("--cache", default=None, help="response cache file (default: clearapi's)")
     p.add_argument("--out-dir", default=None, help="keep the curate outputs here")
     p.add_argument("--lenient", type=float, default=0.4, metavar="G",

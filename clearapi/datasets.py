@@ -38,7 +38,7 @@ import io
 import os
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -124,7 +124,7 @@ class DatasetReader:
                 _refuse_json_array(stream, self.name, max_line_bytes)
         self.stats = ReadStats()
 
-    def __iter__(self) -> Iterator[Example | Reject]:
+    def __iter__(self) -> Generator[Example | Reject, None, None]:
         self.stats = ReadStats(format=formats.CSV if self.is_csv else self.forced_format)
         self._consumed = list(formats.consumed_keys(formats.CSV, self.columns))
         self._format = self.stats.format

@@ -79,6 +79,9 @@ def test_local_model_through_the_cli(tmp_path: Path, local_model_path: Path) -> 
         assert set(s["signals"]) >= {"self_rating", "consistency", "likelihood", "pmi"}
         assert s["methods"]["likelihood"] == "teacher-forced"
         assert len(s["details"]["samples"]) == 2
+        # the other two good rows of the file are this row's demonstrations (3 asked, 2 exist)
+        assert sorted(s["details"]["demonstrations"]) == sorted({1, 4, 5} - {s["line"]})
+    assert summary["settings"]["demonstrations"] == 3 and summary["settings"]["best_answer"] is True
     assert summary["engine"]["requests"] > 0
     assert (out / "report.html").is_file()
     assert "rows:" not in done.stdout or "kept" in done.stdout
@@ -124,11 +127,33 @@ def test_best_answer_adds_one_temperature_zero_call_per_row(tmp_path: Path, emul
     assert main(_openai_args(emulator, src, out, "--best-answer", "--action", "filter")) == 0
     summary = _check_outputs(out, total, rejected_lines=[])
     assert summary["settings"]["per_row"]["scoring_calls_planned"] == {"rating": 1, "best_answer": 1, "answers": 1}
+    assert summary["settings"]["best_answer"] is True and summary["settings"]["demonstrations"] == 0
     assert emulator.stats().requests == 3 * total
     for s in _jsonl(out / "scores.jsonl"):
         assert s["calls"] == 3
         assert "T=0" in s["methods"]["consistency"]
         assert s["details"]["candidate"]
+
+
+def test_demonstrations_on_a_billed_api_cost_tokens_not_calls(tmp_path: Path, emulator: EmulatorThread,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, total = _subset(tmp_path, 8)
+    runs = {}
+    for k in ("0", "2"):
+        out = tmp_path / f"out{k}"
+        assert main(_openai_args(emulator, src, out, "--demonstrations", k, "--action", "filter")) == 0
+        runs[k] = (_check_outputs(out, total, rejected_lines=[2, 3]), _jsonl(out / "scores.jsonl"))
+    (plain, plain_rows), (shown, shown_rows) = runs["0"], runs["2"]
+    assert shown["settings"]["demonstrations"] == 2
+    assert shown["engine"]["requests"] == plain["engine"]["requests"] == 2 * (total - 2)
+    # the samples' prompt carries two short question/answer rows of the file
+    assert shown["engine"]["prompt_tokens"] > plain["engine"]["prompt_tokens"] + (total - 2) * 2 * 8
+    for row in shown_rows:
+        lines = row["details"]["demonstrations"]
+        assert len(lines) == 2 and row["line"] not in lines and not {2, 3} & set(lines)
+        assert "demonstrations" in row["methods"]
+    assert all("demonstrations" not in row["details"] for row in plain_rows)
 
 
 def test_dry_run_makes_no_call(tmp_path: Path, emulator: EmulatorThread, monkeypatch: pytest.MonkeyPatch,

@@ -34,6 +34,7 @@ import orjson
 
 from clearapi._version import __version__
 from clearapi.clear.combine import GATES, weights_for
+from clearapi.clear.demos import DemoPool
 from clearapi.clear.estimate import Estimate, estimate_run
 from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, judge, score_example
 from clearapi.clear.policy import (
@@ -60,7 +61,7 @@ from clearapi.errors import (
     TransientError,
 )
 from clearapi.profiles import load_profile
-from clearapi.records import Example, Reject, RowCounts, Score, Summary
+from clearapi.records import Capabilities, Example, Reject, RowCounts, Score, Summary
 from clearapi.writers import AtomicJsonlWriter, dumps_line, write_json_atomic
 
 __all__ = ["CurateOptions", "curate", "estimate", "score"]
@@ -94,6 +95,8 @@ class CurateOptions:
     samples: int = 4
     #: ask the temperature-0 answer too (None: where the provider scores given text, i.e. self-hosted)
     best_answer: bool | None = None
+    #: the dataset's rows shown before each answer/scoring prompt (None: 3 where self-hosted, else 0)
+    demonstrations: int | None = None
     seed: int = 0
     max_cost: float | None = None
     target: str = "openai"
@@ -115,6 +118,8 @@ class CurateOptions:
             raise ConfigError(f"filter fraction must be in [0, 1], got {self.filter_fraction}")
         if self.samples < 0:
             raise ConfigError(f"samples must be >= 0, got {self.samples}")
+        if self.demonstrations is not None and self.demonstrations < 0:
+            raise ConfigError(f"demonstrations must be >= 0, got {self.demonstrations}")
         PolicySettings(action=self.action, correct_threshold=self.correct_threshold, eta=self.eta)
 
     def settings(self) -> dict[str, Any]:
@@ -161,23 +166,37 @@ def _model_name(engine: Engine) -> str:
     return Path(engine.model).name if engine.model.endswith(".gguf") else engine.model
 
 
-async def _score_rows(engine: Engine, items: Iterator[Example | Reject], plan: ScoringPlan,
+def _plan(caps: Capabilities, opts: CurateOptions) -> ScoringPlan:
+    return ScoringPlan.for_capabilities(caps, samples=opts.samples, seed=opts.seed, best_answer=opts.best_answer,
+                                        demonstrations=opts.demonstrations)
+
+
+def _demo_pool(reader: DatasetReader, plan: ScoringPlan) -> DemoPool | None:
+    """The rows demonstrations are drawn from: the first eligible rows of the input (a short read)."""
+    if not plan.demonstrations:
+        return None
+    with contextlib.closing(iter(reader)) as rows:
+        return DemoPool.from_rows(rows, seed=plan.seed)
+
+
+async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan,
                       file: str) -> AsyncIterator[Score | Reject]:
     """Scores (or rejects) in input order; a row whose calls fail after retries becomes a reject."""
     model = _model_name(engine)
+    demos = await asyncio.to_thread(_demo_pool, reader, plan)
 
     async def one(item: Example | Reject) -> Score | Reject:
         if isinstance(item, Reject):
             return item
         try:
-            return await score_example(engine, item, plan, model=model)
+            return await score_example(engine, item, plan, model=model, demos=demos)
         except ROW_ERRORS as exc:
             # a bad request is refused at once; only the others went through the retry loop
             how = "was refused" if isinstance(exc, BadRequest) else "failed after retries"
             return Reject(file=file, line=item.line, field=None,
                           error=f"API call {how}: {type(exc).__name__}: {exc}")
 
-    async for result in engine.map(items, one, window=_window(engine)):
+    async for result in engine.map(iter(reader), one, window=_window(engine)):
         yield result
 
 
@@ -194,9 +213,8 @@ async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
     async with contextlib.AsyncExitStack() as stack:
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
-        plan = ScoringPlan.for_capabilities(engine.capabilities, samples=opts.samples, seed=opts.seed,
-                                            best_answer=opts.best_answer)
-        async for item in _score_rows(engine, iter(reader), plan, str(input)):
+        plan = _plan(engine.capabilities, opts)
+        async for item in _score_rows(engine, reader, plan, str(input)):
             if isinstance(item, Reject):
                 if on_reject is not None:
                     on_reject(item)
@@ -210,13 +228,13 @@ def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
     profile = load_profile(opts.provider)
     model = opts.model or profile.default_model
     caps = profile.capabilities_for(model)
-    plan = ScoringPlan.for_capabilities(caps, samples=opts.samples, seed=opts.seed,
-                                        best_answer=opts.best_answer)
+    plan = _plan(caps, opts)
     price = profile.price_for(model)
     if opts.batch and price is not None and price.batch_discount:  # what batch mode is billed at
         keep = 1.0 - price.batch_discount
         price = price.model_copy(update={"input": price.input * keep, "output": price.output * keep})
-    return estimate_run(_reader(input, opts), plan, price, action=opts.action,
+    reader = _reader(input, opts)
+    return estimate_run(reader, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
                         filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
 
 
@@ -239,7 +257,8 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
     Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
     max_concurrency, cache=True, action="both", threshold, filter_fraction,
-    correct_threshold=0.6, eta=0.8, samples=4, best_answer=None, seed=0, max_cost, target="openai",
+    correct_threshold=0.6, eta=0.8, samples=4, best_answer=None, demonstrations=None, seed=0, max_cost,
+    target="openai",
     model_path, prompt_column, response_column, progress, batch=False, batch_retry="online",
     batch_poll_interval=10.0 (seconds; the first wait between polls of a batch). ``dry_run=True`` makes no call
     and writes nothing: the returned summary carries the estimate in
@@ -276,8 +295,7 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
 async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opts: CurateOptions,
                started: str) -> Summary:
-    plan = ScoringPlan.for_capabilities(engine.capabilities, samples=opts.samples, seed=opts.seed,
-                                        best_answer=opts.best_answer)
+    plan = _plan(engine.capabilities, opts)
     settings = PolicySettings(action=opts.action, correct_threshold=opts.correct_threshold, eta=opts.eta)
     tally = _Tally()
     stopped: FatalError | None = None
@@ -288,7 +306,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         # --- pass 1: score ------------------------------------------------------------------
         with scratch.open("wb") as fh:
             try:
-                async for item in _score_rows(engine, iter(reader), plan, input):
+                async for item in _score_rows(engine, reader, plan, input):
                     tally.counts.rows += 1
                     tally.last_line = item.line
                     if isinstance(item, Reject):
@@ -427,7 +445,9 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
         clearapi_version=__version__, input=input, output_dir=str(out), provider=engine.profile.name,
         model=model, started_at=started, finished_at=_now(), completed=stopped is None,
         stopped_reason=reason, counts=tally.counts,
-        settings={**opts.settings(), "per_row": per_row, "format": read_stats.format},
+        # what the run did, not what was asked: None ("the provider's default") becomes the value used
+        settings={**opts.settings(), "best_answer": plan.best_answer, "demonstrations": plan.demonstrations,
+                  "per_row": per_row, "format": read_stats.format},
         threshold=threshold, engine=engine.stats, signals=signals,
         outputs={k: v for k, v in OUTPUTS.items() if k != "report"},
     )

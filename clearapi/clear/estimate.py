@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from clearapi.clear import prompts
+from clearapi.clear.demos import DemoPool
 from clearapi.clear.pipeline import ScoringPlan
 from clearapi.engine.budget import prompt_tokens_estimate
 from clearapi.profiles import Price
@@ -79,7 +80,8 @@ def _cost(price: Price | None, prompt: int, completion: int) -> float | None:
 
 
 def estimate_run(items: Iterable[Example | Reject], plan: ScoringPlan, price: Price | None, *, action: str,
-                 filter_fraction: float | None, provider: str, model: str) -> Estimate:
+                 filter_fraction: float | None, provider: str, model: str,
+                 demos: DemoPool | None = None) -> Estimate:
     est = Estimate(provider=provider, model=model)
     per_call = plan.calls_per_row()
     judge_tokens = 0
@@ -91,17 +93,18 @@ def estimate_run(items: Iterable[Example | Reject], plan: ScoringPlan, price: Pr
         for purpose, n in per_call.items():
             est.calls[purpose] = est.calls.get(purpose, 0) + n
         prompt = item.prompt_messages
+        shown = demos.for_example(item, plan.demonstrations)[0] if demos is not None else ()
         rating = tokens_of(prompts.rating_messages(prompt, item.response))
         ratings = 1 if plan.rating == "logprobs" else plan.rating_samples
         est.prompt_tokens += rating * per_call["rating"]
         est.completion_tokens += ratings * (1 if plan.rating == "logprobs" else 3)
         if plan.samples:
             best = per_call.get("best_answer", 0)
-            est.prompt_tokens += tokens_of(prompt) * (per_call["answers"] + best)
+            est.prompt_tokens += tokens_of(prompts.answer_messages(prompt, shown)) * (per_call["answers"] + best)
             est.completion_tokens += (plan.samples + best) * plan.answer_tokens(item.response)
         if plan.likelihood:
-            est.prompt_tokens += tokens_of(prompts.score_messages(prompt, item.response))
-            est.prompt_tokens += tokens_of(prompts.baseline_messages(prompt, item.response))
+            est.prompt_tokens += tokens_of(prompts.score_messages(prompt, item.response, shown))
+            est.prompt_tokens += tokens_of(prompts.baseline_messages(prompt, item.response, shown))
         if action != "filter" and plan.samples:
             candidate = " " * (4 * plan.answer_tokens(item.response) // 2)
             judge_tokens += 2 * (tokens_of(prompts.pairwise_messages(prompt, item.response, candidate)) + 1)

@@ -23,6 +23,11 @@ threshold whose candidate passed the cheap gates (`clearapi.clear.policy.needs_j
 rows that are kept anyway, or whose candidate is the same answer or unsure, never pay for a
 judgement.
 
+Where the plan asks for them (self-hosted providers by default), the answer and scoring
+requests show the model a few of the dataset's own rows first (`clearapi.clear.demos`), so
+that it answers, and is measured, in the dataset's style; the rating and judge prompts do
+not (they grade, they do not answer).
+
 The candidate for auto-correct is y′, the temperature-0 answer, as in CLEAR; its confidence
 blends its token probability with how many of the K samples agree with it. Where that call
 is not made, the medoid of the samples stands in (the sample that agrees most with the
@@ -40,6 +45,7 @@ from typing import Any, Literal, Protocol
 
 from clearapi.clear import prompts
 from clearapi.clear.combine import combine, weights_for
+from clearapi.clear.demos import DemoPool
 from clearapi.clear.policy import Candidate, Judgement
 from clearapi.clear.signals import (
     CONSISTENCY_ALPHA,
@@ -57,9 +63,10 @@ from clearapi.clear.signals import (
 )
 from clearapi.clear.similarity import agreement
 from clearapi.errors import ConfigError
-from clearapi.records import Capabilities, ChatRequest, ChatResponse, Example, Score, Usage
+from clearapi.records import Capabilities, ChatRequest, ChatResponse, Example, Message, Score, Usage
 
 __all__ = [
+    "DEFAULT_DEMONSTRATIONS",
     "PMI_SCALE",
     "Chat",
     "RowWork",
@@ -72,6 +79,8 @@ __all__ = [
 PMI_SCALE = 1.0
 #: how many times a rating is sampled on providers without logprobs
 DEFAULT_RATING_SAMPLES = 3
+#: the dataset's own rows shown before each answer and scoring request (`clearapi.clear.demos`)
+DEFAULT_DEMONSTRATIONS = 3
 
 
 class Chat(Protocol):
@@ -92,6 +101,8 @@ class ScoringPlan:
     likelihood: bool = False
     n_per_call: bool = True
     answer_logprobs: bool = True
+    #: in-context demonstrations from the dataset before the answer and scoring requests
+    demonstrations: int = 0
     top_logprobs: int = 20
     seed: int = 0
     temperature: float = 1.0
@@ -101,18 +112,25 @@ class ScoringPlan:
     @classmethod
     def for_capabilities(cls, caps: Capabilities, *, samples: int = 4, seed: int = 0,
                          rating_samples: int = DEFAULT_RATING_SAMPLES,
-                         best_answer: bool | None = None) -> ScoringPlan:
+                         best_answer: bool | None = None, demonstrations: int | None = None) -> ScoringPlan:
         """The plan for a provider. `best_answer=None` asks the temperature-0 answer only where
         the provider can score given text: self-hosted engines (llama.cpp, vLLM), where a call
         costs time, not a bill. On a billed API with ``n`` it would take a row from 2 calls to
-        3, so there the samples' medoid stands in unless asked (``--best-answer``)."""
+        3, so there the samples' medoid stands in unless asked (``--best-answer``).
+        `demonstrations=None` follows the same rule: they lengthen every answer and scoring
+        prompt, which is measured to help a small self-hosted model and would be billed
+        elsewhere, so billed APIs get none unless asked (``--demonstrations K``)."""
         if samples < 0:
             raise ConfigError(f"samples must be >= 0, got {samples}")
         if rating_samples < 1:
             raise ConfigError(f"rating samples must be >= 1, got {rating_samples}")
+        if demonstrations is not None and demonstrations < 0:
+            raise ConfigError(f"demonstrations must be >= 0, got {demonstrations}")
         return cls(
             samples=samples,
             best_answer=caps.score_given_text if best_answer is None else best_answer,
+            demonstrations=(DEFAULT_DEMONSTRATIONS if caps.score_given_text else 0) if demonstrations is None
+            else demonstrations,
             rating="logprobs" if caps.logprobs and caps.max_top_logprobs >= 2 else "sampled",
             rating_samples=rating_samples,
             likelihood=caps.score_given_text,
@@ -152,6 +170,9 @@ class ScoringPlan:
                 out["answer_confidence"] = f"logprobs of the model's own answer ({best})"
             out["answer_agreement"] = f"agreement with the model's own answer ({best}), discounted by its " \
                                       "confidence"
+        if self.demonstrations:
+            out["demonstrations"] = f"up to {self.demonstrations} of the dataset's rows before each answer and " \
+                                    "scoring prompt"
         if self.likelihood:
             out["likelihood"] = "teacher-forced"
             out["pmi"] = "teacher-forced, vs the prompt without its question"
@@ -229,10 +250,11 @@ class _Answers:
     support: float = 1.0
 
 
-async def _answers(engine: Chat, work: RowWork, plan: ScoringPlan, example: Example) -> _Answers:
+async def _answers(engine: Chat, work: RowWork, plan: ScoringPlan, example: Example,
+                   demos: Sequence[Message]) -> _Answers:
     if not plan.samples:
         return _Answers(None, [])
-    base = dict(messages=prompts.answer_messages(example.prompt_messages),
+    base = dict(messages=prompts.answer_messages(example.prompt_messages, demos),
                 max_tokens=plan.answer_tokens(example.response), logprobs=plan.answer_logprobs,
                 seed=plan.seed, tag="answers")
     if plan.n_per_call:
@@ -286,11 +308,12 @@ class _Scored:
     end_logprob: float | None
 
 
-async def _likelihood(engine: Chat, work: RowWork, example: Example) -> _Scored:
+async def _likelihood(engine: Chat, work: RowWork, example: Example, demos: Sequence[Message]) -> _Scored:
+    prompt, response = example.prompt_messages, example.response
     cond, uncond = await asyncio.gather(
-        work.ask(engine, ChatRequest(messages=prompts.score_messages(example.prompt_messages, example.response),
+        work.ask(engine, ChatRequest(messages=prompts.score_messages(prompt, response, demos),
                                      mode="score", logprobs=True, max_tokens=1, tag="likelihood")),
-        work.ask(engine, ChatRequest(messages=prompts.baseline_messages(example.prompt_messages, example.response),
+        work.ask(engine, ChatRequest(messages=prompts.baseline_messages(prompt, response, demos),
                                      mode="score", logprobs=True, max_tokens=1, tag="likelihood")),
     )
 
@@ -305,25 +328,30 @@ async def _likelihood(engine: Chat, work: RowWork, example: Example) -> _Scored:
 # --- one row --------------------------------------------------------------------------------
 
 
-async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, model: str = "") -> Score:
+async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, model: str = "",
+                        demos: DemoPool | None = None) -> Score:
     """Every signal for one row, combined; no decision yet (that needs the run's threshold).
 
     The candidate answer for auto-correct travels in ``details["candidate"]`` with its
     confidence and agreement with the response, so the decision pass needs no new calls to
-    know whether a judgement is worth asking.
+    know whether a judgement is worth asking. `demos` (the run's pool, used when the plan
+    asks for demonstrations) supplies the rows shown before the answer and scoring prompts.
     """
     work = RowWork()
+    shown, shown_lines = demos.for_example(example, plan.demonstrations) if demos is not None else ((), ())
     rating_task = _self_rating(engine, work, plan, example)
-    answers_task = _answers(engine, work, plan, example)
+    answers_task = _answers(engine, work, plan, example, shown)
     scored: _Scored | None = None
     if plan.likelihood:
         (rating, rating_details), answers, scored = await asyncio.gather(
-            rating_task, answers_task, _likelihood(engine, work, example))
+            rating_task, answers_task, _likelihood(engine, work, example, shown))
     else:
         (rating, rating_details), answers = await asyncio.gather(rating_task, answers_task)
 
     signals: dict[str, float | None] = {"self_rating": rating}
     details: dict[str, Any] = dict(rating_details)
+    if shown_lines:
+        details["demonstrations"] = list(shown_lines)
     if plan.samples:
         texts = [s.text for s in answers.samples]
         best = answers.best

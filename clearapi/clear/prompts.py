@@ -27,6 +27,7 @@ __all__ = [
     "question_text",
     "rating_messages",
     "score_messages",
+    "with_demos",
 ]
 
 PROMPT_VERSION = "clear-v1"
@@ -90,14 +91,26 @@ def pairwise_messages(prompt: Sequence[Message], first: str, second: str) -> lis
     ]
 
 
-def answer_messages(prompt: Sequence[Message]) -> list[Message]:
-    """The row's own prompt, unchanged: the model answers it the way the dataset should have."""
-    return list(prompt)
+def with_demos(prompt: Sequence[Message], demos: Sequence[Message] = ()) -> list[Message]:
+    """`prompt` with in-context demonstrations (user/assistant turns) after its system messages.
+
+    The demonstrations come after the system prompt, which governs them too, and before the
+    row's own turns, so the row's question is still the last thing the model reads.
+    """
+    head = 0
+    while head < len(prompt) and prompt[head].role in ("system", "developer"):
+        head += 1
+    return [*prompt[:head], *demos, *prompt[head:]]
 
 
-def score_messages(prompt: Sequence[Message], response: str) -> list[Message]:
-    """Teacher forcing: the prompt followed by the response to score."""
-    return [*prompt, Message(role="assistant", content=response)]
+def answer_messages(prompt: Sequence[Message], demos: Sequence[Message] = ()) -> list[Message]:
+    """The row's own prompt (after any demonstrations): the model answers it as the dataset should have."""
+    return with_demos(prompt, demos)
+
+
+def score_messages(prompt: Sequence[Message], response: str, demos: Sequence[Message] = ()) -> list[Message]:
+    """Teacher forcing: the prompt (after any demonstrations) followed by the response to score."""
+    return [*with_demos(prompt, demos), Message(role="assistant", content=response)]
 
 
 def baseline_prompt(prompt: Sequence[Message]) -> list[Message]:
@@ -117,6 +130,9 @@ def baseline_prompt(prompt: Sequence[Message]) -> list[Message]:
     return [Message(role="user", content=NEUTRAL_PROMPT)]
 
 
-def baseline_messages(prompt: Sequence[Message], response: str) -> list[Message]:
-    """The response after the baseline prompt: its likelihood without the row's question."""
-    return [*baseline_prompt(prompt), Message(role="assistant", content=response)]
+def baseline_messages(prompt: Sequence[Message], response: str, demos: Sequence[Message] = ()) -> list[Message]:
+    """The response after the baseline prompt: its likelihood without the row's question.
+
+    The demonstrations stay, so PMI measures what the question adds, not what they do.
+    """
+    return [*with_demos(baseline_prompt(prompt), demos), Message(role="assistant", content=response)]

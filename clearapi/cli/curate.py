@@ -34,6 +34,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="also ask the model's temperature-0 answer (one more call per row) for consistency and "
                         "as the correction candidate (default: on where the provider scores given text, i.e. "
                         "self-hosted models; off on billed APIs, where the samples' medoid stands in)")
+    p.add_argument("--demonstrations", type=int, default=None, metavar="K",
+                   help="show the model K of the dataset's own rows before each answer and scoring prompt, so it "
+                        "answers in the dataset's style (default: 3 where the provider scores given text, i.e. "
+                        "self-hosted models; 0 on billed APIs, where they lengthen every prompt)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default 0)")
     p.add_argument("--max-cost", type=float, default=None, metavar="USD", help="stop before spending more")
     p.add_argument("--prompt-column", default=None, help="CSV: column holding the prompt")
@@ -80,7 +84,8 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
     cache: str | bool = False if args.no_cache else (args.cache if args.cache is not None else True)
     return dict(provider=args.provider, model=args.model, model_path=args.model_path, base_url=args.base_url,
                 rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, cache=cache,
-                samples=args.samples, best_answer=args.best_answer, seed=args.seed, max_cost=args.max_cost,
+                samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
+                seed=args.seed, max_cost=args.max_cost,
                 prompt_column=args.prompt_column, response_column=args.response_column, progress=args.progress)
 
 

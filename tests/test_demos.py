@@ -1,0 +1,193 @@
+"""In-context demonstrations: which rows may serve, which a row gets, and where they go."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clearapi.clear import prompts
+from clearapi.clear.demos import MAX_RESPONSE_CHARS, MAX_TOTAL_CHARS, DemoPool
+from clearapi.clear.estimate import estimate_run
+from clearapi.clear.pipeline import ScoringPlan, score_example
+from clearapi.datasets import DatasetReader
+from clearapi.engine import Engine
+from clearapi.records import Capabilities, Example, Message, Reject
+from clearapi.testing.scripted_adapter import ScriptedAdapter
+
+LOCAL_LIKE = Capabilities(logprobs=True, max_top_logprobs=20, n=True, max_n=128, score_given_text=True)
+OPENAI_LIKE = Capabilities(logprobs=True, max_top_logprobs=20, n=True, max_n=128)
+
+
+def _ex(line: int, q: str, a: str, system: str | None = None) -> Example:
+    msgs = [Message(role="system", content=system)] if system else []
+    msgs += [Message(role="user", content=q), Message(role="assistant", content=a)]
+    return Example(id=f"r{line}", line=line, messages=msgs)
+
+
+ROWS = [_ex(i, f"Question number {i}?", f"Answer {i}.") for i in range(1, 11)]
+
+
+def test_pool_keeps_short_single_turn_rows_only() -> None:
+    multi = Example(id="m", line=2, messages=[Message(role="user", content="Hi"),
+                                               Message(role="assistant", content="Hello."),
+                                               Message(role="user", content="And?"),
+                                               Message(role="assistant", content="Yes.")])
+    rows: list[Example | Reject] = [
+        _ex(1, "Capital of France?", "Paris.", system="Be brief."),  # a system prompt is fine; it is not copied
+        multi,
+        Reject(file="f", line=3, field="messages", error="bad"),
+        _ex(4, "Long?", "x" * (MAX_RESPONSE_CHARS + 1)),
+        _ex(5, "Capital of Peru?", "Lima."),
+    ]
+    pool = DemoPool.from_rows(rows)
+    assert len(pool) == 2
+    shown, lines = pool.for_example(_ex(9, "Capital of Chile?", "Santiago."), k=3)
+    assert lines == (1, 5)
+    assert [m.role for m in shown] == ["user", "assistant", "user", "assistant"]
+    assert [m.content for m in shown] == ["Capital of France?", "Paris.", "Capital of Peru?", "Lima."]
+
+
+def test_pool_stops_at_its_size() -> None:
+    pool = DemoPool.from_rows(iter(ROWS), size=4)
+    assert len(pool) == 4
+    _, lines = pool.for_example(_ex(50, "Other?", "Other."), k=10)
+    assert lines == (1, 2, 3, 4)
+
+
+def test_draw_is_seeded_per_row_and_never_the_row_itself() -> None:
+    pool = DemoPool.from_rows(ROWS, seed=0)
+    draws = {row.line: pool.for_example(row, k=3)[1] for row in ROWS}
+    assert all(len(lines) == 3 and row not in lines for row, lines in draws.items())
+    assert all(list(lines) == sorted(lines) for lines in draws.values())
+    assert len(set(draws.values())) > 3  # rows get different demonstrations
+    again = DemoPool.from_rows(ROWS, seed=0)
+    assert {row.line: again.for_example(row, k=3)[1] for row in ROWS} == draws
+    other_seed = DemoPool.from_rows(ROWS, seed=1)
+    assert {row.line: other_seed.for_example(row, k=3)[1] for row in ROWS} != draws
+
+
+def test_a_row_with_the_same_prompt_is_never_its_demonstration() -> None:
+    twin = _ex(20, "question NUMBER 3?", "Another answer.")  # same prompt as line 3, after normalising
+    pool = DemoPool.from_rows(ROWS[:4])
+    for _ in range(3):
+        _, lines = pool.for_example(twin, k=4)
+        assert 3 not in lines and lines == (1, 2, 4)
+
+
+def test_a_row_with_the_same_response_is_never_its_demonstration() -> None:
+    """A response copied from another row (a swapped answer) must not be shown to the model as an answer."""
+    swapped = _ex(30, "What colour is the sky?", "answer 2")
+    pool = DemoPool.from_rows(ROWS[:3])
+    assert pool.for_example(swapped, k=3)[1] == (1, 3)
+
+
+def test_a_long_row_gets_fewer_demonstrations_or_none() -> None:
+    pool = DemoPool.from_rows([_ex(i, "Q" * 900, f"A{i}.") for i in range(1, 6)])
+    assert len(pool.for_example(_ex(9, "Short?", "Yes."), k=3)[1]) == 3
+    assert len(pool.for_example(_ex(9, "x" * (MAX_TOTAL_CHARS - 2000), "Yes."), k=3)[1]) == 2
+    assert pool.for_example(_ex(9, "x" * MAX_TOTAL_CHARS, "Yes."), k=3) == ((), ())
+
+
+def test_no_demonstrations_when_k_is_zero_or_the_pool_is_empty() -> None:
+    assert DemoPool.from_rows(ROWS).for_example(ROWS[0], k=0) == ((), ())
+    assert DemoPool.from_rows([]).for_example(ROWS[0], k=3) == ((), ())
+
+
+def test_demonstrations_go_after_the_system_prompt_and_before_the_question() -> None:
+    row = _ex(7, "Capital of Chile?", "Santiago.", system="Answer in one word.")
+    demos = [Message(role="user", content="Capital of Peru?"), Message(role="assistant", content="Lima.")]
+    answer = prompts.answer_messages(row.prompt_messages, demos)
+    assert [m.content for m in answer] == ["Answer in one word.", "Capital of Peru?", "Lima.", "Capital of Chile?"]
+    scored = prompts.score_messages(row.prompt_messages, row.response, demos)
+    assert [m.content for m in scored][1:] == ["Capital of Peru?", "Lima.", "Capital of Chile?", "Santiago."]
+    baseline = prompts.baseline_messages(row.prompt_messages, row.response, demos)
+    assert [m.content for m in baseline] == ["Capital of Peru?", "Lima.", prompts.NEUTRAL_PROMPT, "Santiago."]
+    assert prompts.answer_messages(row.prompt_messages) == row.prompt_messages
+
+
+def test_plan_default_is_three_where_text_is_scored_and_none_on_billed_apis() -> None:
+    assert ScoringPlan.for_capabilities(LOCAL_LIKE).demonstrations == 3
+    assert ScoringPlan.for_capabilities(OPENAI_LIKE).demonstrations == 0
+    assert ScoringPlan.for_capabilities(OPENAI_LIKE, demonstrations=2).demonstrations == 2
+    assert ScoringPlan.for_capabilities(LOCAL_LIKE, demonstrations=0).demonstrations == 0
+    assert "demonstrations" in ScoringPlan.for_capabilities(LOCAL_LIKE).methods()
+    assert "demonstrations" not in ScoringPlan.for_capabilities(OPENAI_LIKE).methods()
+    with pytest.raises(Exception, match="demonstrations must be >= 0"):
+        ScoringPlan.for_capabilities(LOCAL_LIKE, demonstrations=-1)
+
+
+async def test_answer_and_scoring_requests_carry_the_demonstrations_and_the_rating_does_not() -> None:
+    seen = []
+
+    def respond(request):  # type: ignore[no-untyped-def]
+        from clearapi.records import ChatResponse, Choice, TokenLogprob, TopLogprob, Usage
+
+        seen.append(request)
+        if request.mode == "score":
+            return ChatResponse(choices=[Choice(text="x", logprobs=[TokenLogprob(token="x", logprob=-0.5)],
+                                                end_logprob=-1.0)], usage=Usage(prompt_tokens=9))
+        if request.max_tokens == 1:
+            return ChatResponse(choices=[Choice(text="A", logprobs=[TokenLogprob(
+                token="A", logprob=-0.1, top=[TopLogprob(token="A", logprob=-0.1)])])], usage=Usage(prompt_tokens=9))
+        return ChatResponse(choices=[Choice(text="Answer 2.") for _ in range(request.n)],
+                            usage=Usage(prompt_tokens=9, completion_tokens=2))
+
+    adapter = ScriptedAdapter(respond=respond, capabilities=LOCAL_LIKE)
+    pool = DemoPool.from_rows(ROWS)
+    row = ROWS[1]
+    async with Engine("local", adapter=adapter, cache=False, progress=False) as engine:
+        plan = ScoringPlan.for_capabilities(engine.capabilities, samples=2, demonstrations=2)
+        score = await score_example(engine, row, plan, model="m", demos=pool)
+        plain = ScoringPlan.for_capabilities(engine.capabilities, samples=2, demonstrations=0)
+        bare = await score_example(engine, row, plain, model="m", demos=pool)
+    expected_lines = pool.for_example(row, 2)[1]
+    assert score.details["demonstrations"] == list(expected_lines) and len(expected_lines) == 2
+    assert "demonstrations" not in bare.details
+    with_demos = seen[: len(seen) // 2]
+    demo_questions = {f"Question number {i}?" for i in expected_lines}
+    for request in with_demos:
+        texts = [m.content for m in request.messages]
+        if request.max_tokens == 1 and request.mode != "score":  # the rating prompt shows no demonstrations
+            assert not demo_questions & set(texts)
+        else:
+            assert demo_questions <= set(texts), request.tag
+            last_user = max(i for i, m in enumerate(request.messages) if m.role == "user")
+            assert texts[last_user] in ("Question number 2?", prompts.NEUTRAL_PROMPT)
+            assert last_user > max(texts.index(q) for q in demo_questions)
+    assert sum(1 for r in with_demos if r.mode == "score") == 2
+    for request in seen[len(seen) // 2:]:
+        assert not demo_questions & {m.content for m in request.messages}
+
+
+def test_estimate_counts_the_demonstrations_tokens(tmp_path: Path) -> None:
+    src = tmp_path / "qa.jsonl"
+    src.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Question number {i}?"},
+                                                     {"role": "assistant", "content": f"Answer {i}."}]}) + "\n"
+                           for i in range(1, 9)), encoding="utf-8")
+    reader = DatasetReader(src)
+
+    def tokens(k: int) -> int:
+        plan = ScoringPlan.for_capabilities(LOCAL_LIKE, demonstrations=k)
+        return estimate_run(reader, plan, None, action="filter", filter_fraction=None, provider="local",
+                            model="m", demos=DemoPool.from_rows(reader)).prompt_tokens
+
+    without, with3 = tokens(0), tokens(3)
+    # 3 demonstrations in each of the 2 answer and 2 scoring prompts, about 12 tokens each
+    assert with3 - without >= 8 * 4 * 3 * 8
+
+
+def test_dry_run_estimate_includes_the_demonstrations(tmp_path: Path) -> None:
+    from clearapi.clear.curation import estimate
+
+    src = tmp_path / "qa.jsonl"
+    src.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Question number {i}?"},
+                                                     {"role": "assistant", "content": f"Answer {i}."}]}) + "\n"
+                           for i in range(1, 7)), encoding="utf-8")
+    default = estimate(src, provider="local")  # the local profile: 3 by default, no model is loaded
+    none = estimate(src, provider="local", demonstrations=0)
+    assert default.calls == none.calls
+    assert default.prompt_tokens > none.prompt_tokens + 6 * 4 * 3 * 8
+    assert estimate(src, provider="openai").prompt_tokens < estimate(src, provider="openai",
+                                                                     demonstrations=3).prompt_tokens
