@@ -38,7 +38,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="show the model K of the dataset's own rows before each answer and scoring prompt, so it "
                         "answers in the dataset's style (default: 3 where the provider scores given text, i.e. "
                         "self-hosted models; 0 on billed APIs, where they lengthen every prompt)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of the sampled answers and of the demonstrations each row is shown (default 0)")
     p.add_argument("--max-cost", type=float, default=None, metavar="USD", help="stop before spending more")
     p.add_argument("--prompt-column", default=None, help="CSV: column holding the prompt")
     p.add_argument("--response-column", default=None, help="CSV: column holding the response")
