@@ -13,7 +13,19 @@ from clearapi.clear.estimate import estimate_run
 from clearapi.clear.pipeline import ScoringPlan, score_example
 from clearapi.datasets import DatasetReader
 from clearapi.engine import Engine
-from clearapi.records import Capabilities, Example, Message, Reject
+from clearapi.errors import ConfigError
+from clearapi.records import (
+    Capabilities,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    Example,
+    Message,
+    Reject,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
 from clearapi.testing.scripted_adapter import ScriptedAdapter
 
 LOCAL_LIKE = Capabilities(logprobs=True, max_top_logprobs=20, n=True, max_n=128, score_given_text=True)
@@ -114,16 +126,14 @@ def test_plan_default_is_three_where_text_is_scored_and_none_on_billed_apis() ->
     assert ScoringPlan.for_capabilities(LOCAL_LIKE, demonstrations=0).demonstrations == 0
     assert "demonstrations" in ScoringPlan.for_capabilities(LOCAL_LIKE).methods()
     assert "demonstrations" not in ScoringPlan.for_capabilities(OPENAI_LIKE).methods()
-    with pytest.raises(Exception, match="demonstrations must be >= 0"):
+    with pytest.raises(ConfigError, match="demonstrations must be >= 0"):
         ScoringPlan.for_capabilities(LOCAL_LIKE, demonstrations=-1)
 
 
 async def test_answer_and_scoring_requests_carry_the_demonstrations_and_the_rating_does_not() -> None:
-    seen = []
+    seen: list[ChatRequest] = []
 
-    def respond(request):  # type: ignore[no-untyped-def]
-        from clearapi.records import ChatResponse, Choice, TokenLogprob, TopLogprob, Usage
-
+    def respond(request: ChatRequest) -> ChatResponse:
         seen.append(request)
         if request.mode == "score":
             return ChatResponse(choices=[Choice(text="x", logprobs=[TokenLogprob(token="x", logprob=-0.5)],

@@ -27,7 +27,6 @@ __all__ = [
     "question_text",
     "rating_messages",
     "score_messages",
-    "with_demos",
 ]
 
 PROMPT_VERSION = "clear-v1"
@@ -91,11 +90,12 @@ def pairwise_messages(prompt: Sequence[Message], first: str, second: str) -> lis
     ]
 
 
-def with_demos(prompt: Sequence[Message], demos: Sequence[Message] = ()) -> list[Message]:
-    """`prompt` with in-context demonstrations (user/assistant turns) after its system messages.
+def answer_messages(prompt: Sequence[Message], demos: Sequence[Message] = ()) -> list[Message]:
+    """The row's own prompt, after any demonstrations: the model answers it as the dataset should have.
 
-    The demonstrations come after the system prompt, which governs them too, and before the
-    row's own turns, so the row's question is still the last thing the model reads.
+    Demonstrations (user/assistant turns) come after the system prompt, which governs them
+    too, and before the row's own turns, so the row's question is still the last thing the
+    model reads.
     """
     head = 0
     while head < len(prompt) and prompt[head].role in ("system", "developer"):
@@ -103,14 +103,9 @@ def with_demos(prompt: Sequence[Message], demos: Sequence[Message] = ()) -> list
     return [*prompt[:head], *demos, *prompt[head:]]
 
 
-def answer_messages(prompt: Sequence[Message], demos: Sequence[Message] = ()) -> list[Message]:
-    """The row's own prompt (after any demonstrations): the model answers it as the dataset should have."""
-    return with_demos(prompt, demos)
-
-
 def score_messages(prompt: Sequence[Message], response: str, demos: Sequence[Message] = ()) -> list[Message]:
     """Teacher forcing: the prompt (after any demonstrations) followed by the response to score."""
-    return [*with_demos(prompt, demos), Message(role="assistant", content=response)]
+    return [*answer_messages(prompt, demos), Message(role="assistant", content=response)]
 
 
 def baseline_prompt(prompt: Sequence[Message]) -> list[Message]:
@@ -135,4 +130,4 @@ def baseline_messages(prompt: Sequence[Message], response: str, demos: Sequence[
 
     The demonstrations stay, so PMI measures what the question adds, not what they do.
     """
-    return [*with_demos(baseline_prompt(prompt), demos), Message(role="assistant", content=response)]
+    return [*answer_messages(baseline_prompt(prompt), demos), Message(role="assistant", content=response)]
