@@ -149,7 +149,7 @@ async def run(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(args.out_dir) / name if args.out_dir else Path(tmp)
             common = dict(provider=args.provider, model_path=args.model_path, samples=args.samples,
-                          demonstrations=args.demonstrations, seed=args.seed, cache=args.cache or True,
+                          demonstrations=args.demonstrations, demo_sets=args.demo_sets, seed=args.seed, cache=args.cache or True,
                           progress=False)
             summary = await curate(data, out, **common)
             assert summary.threshold is not None
@@ -174,6 +174,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling and demonstration seed (default 0)")
     p.add_argument("--demonstrations", type=int, default=None, metavar="K",
                    help="the dataset's rows shown before each answer/scoring prompt (default: curate's)")
+    p.add_argument("--demo-sets", type=int, default=None, metavar="N",
+                   help="draws of demonstrations each row is asked under (default: curate's)")
     p.add_argument("--cache", default=None, help="response cache file (default: clearapi's)")
     p.add_argument("--out-dir", default=None, help="keep the curate outputs here")
     p.add_argument("--lenient", type=float, default=0.4, metavar="G",

@@ -130,6 +130,43 @@ def test_plan_default_is_three_where_text_is_scored_and_none_on_billed_apis() ->
         ScoringPlan.for_capabilities(LOCAL_LIKE, demonstrations=-1)
 
 
+def test_plan_asks_two_demonstration_sets_where_text_is_scored_and_one_on_billed_apis() -> None:
+    local = ScoringPlan.for_capabilities(LOCAL_LIKE)
+    assert local.sets() == 2 and "2 disjoint sets" in local.methods()["demonstrations"]
+    assert local.calls_per_row() == {"rating": 1, "best_answer": 2, "answers": 2, "likelihood": 4}
+    assert local.calls_per_row(sets=1) == {"rating": 1, "best_answer": 1, "answers": 1, "likelihood": 2}
+    assert ScoringPlan.for_capabilities(LOCAL_LIKE, demonstrations=0).sets() == 1
+    assert ScoringPlan.for_capabilities(OPENAI_LIKE, demonstrations=2).sets() == 1
+    assert ScoringPlan.for_capabilities(OPENAI_LIKE, demonstrations=2, demo_sets=3).calls_per_row() == {
+        "rating": 1, "answers": 3}
+    assert local.samples_per_set(2) == [2, 2]
+    assert ScoringPlan.for_capabilities(LOCAL_LIKE, samples=3, demo_sets=2).samples_per_set(2) == [2, 1]
+    assert ScoringPlan.for_capabilities(LOCAL_LIKE, samples=1, demo_sets=3).calls_per_row()["answers"] == 1
+    with pytest.raises(ConfigError, match="demo sets must be >= 1"):
+        ScoringPlan.for_capabilities(LOCAL_LIKE, demo_sets=0)
+    with pytest.raises(ConfigError, match="no demonstrations"):
+        ScoringPlan.for_capabilities(OPENAI_LIKE, demo_sets=2)
+
+
+def test_demonstration_sets_are_disjoint_and_the_first_is_the_single_draw() -> None:
+    many = [_ex(i, f"Question number {i}?", f"Answer {i}.") for i in range(1, 21)]
+    pool = DemoPool.from_rows(many, seed=5)
+    for row in many:
+        sets = pool.sets_for(row, 3, 3)
+        assert sets[0] == pool.for_example(row, 3)
+        lines = [line for _, group in sets for line in group]
+        assert len(sets) == 3 and all(len(group) == 3 for _, group in sets)
+        assert len(set(lines)) == len(lines) and row.line not in lines
+    # a pool too small for a second set: the rest go to it; none left, no empty twin set
+    small = DemoPool.from_rows(many[:4])
+    first, second = small.sets_for(many[0], 2, 2)
+    assert len(first[1]) == 2 and second[1] == tuple(sorted({2, 3, 4} - set(first[1])))
+    assert len(small.sets_for(many[0], 3, 2)) == 1
+    # a row too long for any demonstration gets one set, without them
+    assert pool.sets_for(_ex(99, "x" * MAX_TOTAL_CHARS, "Yes."), 3, 2) == (((), ()),)
+    assert pool.sets_for(many[0], 0, 2) == (((), ()),)
+
+
 async def test_answer_and_scoring_requests_carry_the_demonstrations_and_the_rating_does_not() -> None:
     seen: list[ChatRequest] = []
 
@@ -148,7 +185,7 @@ async def test_answer_and_scoring_requests_carry_the_demonstrations_and_the_rati
     pool = DemoPool.from_rows(ROWS)
     row = ROWS[1]
     async with Engine("local", adapter=adapter, cache=False, progress=False) as engine:
-        plan = ScoringPlan.for_capabilities(engine.capabilities, samples=2, demonstrations=2)
+        plan = ScoringPlan.for_capabilities(engine.capabilities, samples=2, demonstrations=2, demo_sets=1)
         score = await score_example(engine, row, plan, model="m", demos=pool)
         plain = ScoringPlan.for_capabilities(engine.capabilities, samples=2, demonstrations=0)
         bare = await score_example(engine, row, plain, model="m", demos=pool)
@@ -184,8 +221,23 @@ def test_estimate_counts_the_demonstrations_tokens(tmp_path: Path) -> None:
                             model="m", demos=DemoPool.from_rows(reader)).prompt_tokens
 
     without, with3 = tokens(0), tokens(3)
-    # 3 demonstrations in each of the 2 answer and 2 scoring prompts, about 12 tokens each
-    assert with3 - without >= 8 * 4 * 3 * 8
+    # 3 demonstrations in each of the 2 answer and 2 scoring prompts of each of the 2 sets, ~12 tokens each
+    assert with3 - without >= 8 * 2 * 4 * 3 * 8
+
+
+def test_estimate_counts_the_calls_of_each_demonstration_set(tmp_path: Path) -> None:
+    src = tmp_path / "qa.jsonl"
+    rows = [(f"Question number {i}?", f"Answer {i}.") for i in range(1, 9)] + [("x" * MAX_TOTAL_CHARS, "Long.")]
+    src.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q},
+                                                     {"role": "assistant", "content": a}]}) + "\n"
+                           for q, a in rows), encoding="utf-8")
+    reader = DatasetReader(src)
+    plan = ScoringPlan.for_capabilities(LOCAL_LIKE)
+    est = estimate_run(reader, plan, None, action="filter", filter_fraction=None, provider="local", model="m",
+                       demos=DemoPool.from_rows(reader))
+    # 8 rows get 2 sets (the long one gets one, without demonstrations): a best answer and 2 scoring
+    # passes per set, the 4 samples in one call per set
+    assert est.calls == {"rating": 9, "best_answer": 8 * 2 + 1, "answers": 8 * 2 + 1, "likelihood": 8 * 4 + 2}
 
 
 def test_dry_run_estimate_includes_the_demonstrations(tmp_path: Path) -> None:
@@ -195,9 +247,63 @@ def test_dry_run_estimate_includes_the_demonstrations(tmp_path: Path) -> None:
     src.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Question number {i}?"},
                                                      {"role": "assistant", "content": f"Answer {i}."}]}) + "\n"
                            for i in range(1, 7)), encoding="utf-8")
-    default = estimate(src, provider="local")  # the local profile: 3 by default, no model is loaded
+    default = estimate(src, provider="local", demo_sets=1)  # the local profile: 3 by default, no model loaded
     none = estimate(src, provider="local", demonstrations=0)
     assert default.calls == none.calls
     assert default.prompt_tokens > none.prompt_tokens + 6 * 4 * 3 * 8
+    two_sets = estimate(src, provider="local")  # the local default: 2 sets
+    assert two_sets.calls["likelihood"] == 2 * none.calls["likelihood"]
+    assert two_sets.prompt_tokens > default.prompt_tokens
     assert estimate(src, provider="openai").prompt_tokens < estimate(src, provider="openai",
                                                                      demonstrations=3).prompt_tokens
+
+
+async def test_each_demonstration_set_gets_its_own_answer_and_scoring_passes_and_the_signals_average() -> None:
+    """Two sets: every answer and scoring request carries exactly one of them; PMI is the mean of the
+    two sets' PMI; the candidate is the best answer the samples support most."""
+    seen: list[ChatRequest] = []
+    pool = DemoPool.from_rows(ROWS)
+    row = ROWS[1]
+    sets = pool.sets_for(row, 2, 2)
+    first_q = {f"Question number {i}?" for i in sets[0][1]}
+    second_q = {f"Question number {i}?" for i in sets[1][1]}
+
+    def which(request: ChatRequest) -> int:
+        texts = {m.content for m in request.messages}
+        assert not (first_q & texts and second_q & texts)
+        return 0 if first_q <= texts else 1 if second_q <= texts else -1
+
+    def respond(request: ChatRequest) -> ChatResponse:
+        seen.append(request)
+        s = which(request)
+        if request.mode == "score":
+            # set 0: PMI 0 - (-2) = 2 nats; set 1: PMI -1 - (-1) = 0
+            baseline = request.messages[-2].content == prompts.NEUTRAL_PROMPT
+            lp = {(0, False): 0.0, (0, True): -2.0, (1, False): -1.0, (1, True): -1.0}[s, baseline]
+            return ChatResponse(choices=[Choice(text="x", logprobs=[TokenLogprob(token="x", logprob=lp)],
+                                                end_logprob=-1.0)], usage=Usage(prompt_tokens=9))
+        if request.max_tokens == 1:
+            return ChatResponse(choices=[Choice(text="A", logprobs=[TokenLogprob(
+                token="A", logprob=-0.1, top=[TopLogprob(token="A", logprob=-0.1)])])], usage=Usage(prompt_tokens=9))
+        # best answers: "Answer 2." under set 0, "Banana." under set 1; samples all "Answer 2."
+        text = "Banana." if s == 1 and request.temperature == 0 else "Answer 2."
+        return ChatResponse(choices=[Choice(text=text, logprobs=[TokenLogprob(token="t", logprob=-0.2)])
+                                     for _ in range(request.n)], usage=Usage(prompt_tokens=9, completion_tokens=2))
+
+    adapter = ScriptedAdapter(respond=respond, capabilities=LOCAL_LIKE)
+    async with Engine("local", adapter=adapter, cache=False, progress=False) as engine:
+        plan = ScoringPlan.for_capabilities(engine.capabilities, samples=4, demonstrations=2)
+        score = await score_example(engine, row, plan, model="m", demos=pool)
+    answering = [r for r in seen if r.mode != "score" and r.max_tokens != 1]
+    assert sorted((which(r), r.temperature, r.n) for r in answering) == [(0, 0.0, 1), (0, 1.0, 2), (1, 0.0, 1),
+                                                                         (1, 1.0, 2)]
+    assert {r.sample_index for r in answering if r.n == 2} == {0, 2}  # the 4 samples are 4 different draws
+    assert sorted(which(r) for r in seen if r.mode == "score") == [0, 0, 1, 1]
+    assert score.calls == 1 + 4 + 4
+    assert score.details["demonstration_sets"] == [list(sets[0][1]), list(sets[1][1])]
+    assert score.details["demonstrations"] == sorted(sets[0][1] + sets[1][1])
+    assert score.details["pmi_by_set"] == [2.0, 0.0] and score.details["pmi_nats_per_token"] == 1.0
+    assert score.details["candidates"] == ["Answer 2.", "Banana."]
+    assert score.details["candidate"] == "Answer 2."  # 4 samples and nothing else agree with "Banana."
+    one = score.signals["answer_agreement"]
+    assert one is not None and 0.0 < one < 1.0  # y agrees with one best answer and not the other

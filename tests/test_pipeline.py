@@ -86,8 +86,11 @@ def test_plan_call_budget_per_provider_kind() -> None:
     assert ScoringPlan.for_capabilities(OPENAI_LIKE).calls_per_row() == {"rating": 1, "answers": 1}
     assert ScoringPlan.for_capabilities(OPENAI_LIKE, best_answer=True).calls_per_row() == {
         "rating": 1, "best_answer": 1, "answers": 1}
-    assert ScoringPlan.for_capabilities(LOCAL_LIKE).calls_per_row() == {"rating": 1, "best_answer": 1,
-                                                                        "answers": 1, "likelihood": 2}
+    # self-hosted: a best answer, a sample call and two scoring passes per demonstration set (2 by default)
+    assert ScoringPlan.for_capabilities(LOCAL_LIKE).calls_per_row() == {"rating": 1, "best_answer": 2,
+                                                                        "answers": 2, "likelihood": 4}
+    assert ScoringPlan.for_capabilities(LOCAL_LIKE, demonstrations=0).calls_per_row() == {
+        "rating": 1, "best_answer": 1, "answers": 1, "likelihood": 2}
     assert ScoringPlan.for_capabilities(ANTHROPIC_LIKE, samples=4).calls_per_row() == {"rating": 3, "answers": 4}
     assert ScoringPlan.for_capabilities(OPENAI_LIKE, samples=0).calls_per_row() == {"rating": 1}
     assert ScoringPlan.for_capabilities(ANTHROPIC_LIKE).methods()["self_rating"] == "sampled x3"

@@ -31,7 +31,7 @@ from clearapi.records import Score, Summary
 from clearapi.report import render_report, write_report
 from clearapi.report.diff import corrected_of, original_of, word_diff
 from clearapi.report.histogram import bin_by_action
-from clearapi.report.load import load_output_dir
+from clearapi.report.load import _scalar_details, load_output_dir
 from clearapi.report.render import embed_json
 
 # Everything the page's own markup uses; a data row must not add any other element.
@@ -298,3 +298,9 @@ def test_unused_model_answer_is_embedded_for_dropped_rows(hostile_dir: Path) -> 
     facts = d["f"]
     assert isinstance(facts, dict) and "candidate_confidence" in facts
     assert "samples" not in facts and "weights" not in facts and "candidate" not in facts
+
+
+def test_demonstration_lines_are_listed_among_a_rows_facts() -> None:
+    facts = _scalar_details({"demonstrations": [3, 7, 12, 15], "demonstration_sets": [[3, 7], [12, 15]],
+                             "samples": ["a", "b"], "pmi_by_set": [0.5, 1.0], "candidates": ["x", "y"]})
+    assert facts == {"demonstrations": "3, 7, 12, 15", "demonstration_sets": "3, 7 | 12, 15"}

@@ -160,10 +160,12 @@ def test_observed_consistency() -> None:
 def test_consistency_weighs_the_best_answer_as_much_as_all_samples() -> None:
     samples = ["Ottawa", "Montreal", "Montreal", "Montreal"]
     # best answer agrees (1.0), samples 1 of 4 (0.25): halves, not a 1-in-5 vote
-    assert consistency_with("Ottawa", "Ottawa", samples) == pytest.approx(0.5 * 1.0 + 0.5 * 0.25)
-    assert consistency_with("Ottawa", None, samples) == pytest.approx(0.25)
-    assert consistency_with("Ottawa", "Ottawa", []) == pytest.approx(1.0)
-    assert consistency_with("Ottawa", None, []) is None
+    assert consistency_with("Ottawa", ["Ottawa"], samples) == pytest.approx(0.5 * 1.0 + 0.5 * 0.25)
+    assert consistency_with("Ottawa", [], samples) == pytest.approx(0.25)
+    assert consistency_with("Ottawa", ["Ottawa"], []) == pytest.approx(1.0)
+    assert consistency_with("Ottawa", [], []) is None
+    # one best answer per demonstration set: their half is their mean
+    assert consistency_with("Ottawa", ["Ottawa", "Toronto"], samples) == pytest.approx(0.5 * 0.5 + 0.5 * 0.25)
 
 
 def test_answer_agreement_discounts_a_hesitant_contradiction() -> None:

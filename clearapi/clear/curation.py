@@ -97,6 +97,8 @@ class CurateOptions:
     best_answer: bool | None = None
     #: the dataset's rows shown before each answer/scoring prompt (None: 3 where self-hosted, else 0)
     demonstrations: int | None = None
+    #: disjoint draws of them each row is asked under (None: 2 where self-hosted with demonstrations, else 1)
+    demo_sets: int | None = None
     seed: int = 0
     max_cost: float | None = None
     target: str = "openai"
@@ -120,6 +122,8 @@ class CurateOptions:
             raise ConfigError(f"samples must be >= 0, got {self.samples}")
         if self.demonstrations is not None and self.demonstrations < 0:
             raise ConfigError(f"demonstrations must be >= 0, got {self.demonstrations}")
+        if self.demo_sets is not None and self.demo_sets < 1:
+            raise ConfigError(f"demo sets must be >= 1, got {self.demo_sets}")
         PolicySettings(action=self.action, correct_threshold=self.correct_threshold, eta=self.eta)
 
     def settings(self) -> dict[str, Any]:
@@ -168,7 +172,7 @@ def _model_name(engine: Engine) -> str:
 
 def _plan(caps: Capabilities, opts: CurateOptions) -> ScoringPlan:
     return ScoringPlan.for_capabilities(caps, samples=opts.samples, seed=opts.seed, best_answer=opts.best_answer,
-                                        demonstrations=opts.demonstrations)
+                                        demonstrations=opts.demonstrations, demo_sets=opts.demo_sets)
 
 
 def _demo_pool(reader: DatasetReader, plan: ScoringPlan) -> DemoPool | None:
@@ -257,7 +261,8 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
     Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
     max_concurrency, cache=True, action="both", threshold, filter_fraction,
-    correct_threshold=0.6, eta=0.8, samples=4, best_answer=None, demonstrations=None, seed=0, max_cost,
+    correct_threshold=0.6, eta=0.8, samples=4, best_answer=None, demonstrations=None, demo_sets=None, seed=0,
+    max_cost,
     target="openai",
     model_path, prompt_column, response_column, progress, batch=False, batch_retry="online",
     batch_poll_interval=10.0 (seconds; the first wait between polls of a batch). ``dry_run=True`` makes no call
@@ -447,7 +452,7 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
         stopped_reason=reason, counts=tally.counts,
         # what the run did, not what was asked: None ("the provider's default") becomes the value used
         settings={**opts.settings(), "best_answer": plan.best_answer, "demonstrations": plan.demonstrations,
-                  "per_row": per_row, "format": read_stats.format},
+                  "demo_sets": plan.sets(), "per_row": per_row, "format": read_stats.format},
         threshold=threshold, engine=engine.stats, signals=signals,
         outputs={k: v for k, v in OUTPUTS.items() if k != "report"},
     )

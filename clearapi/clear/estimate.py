@@ -83,28 +83,31 @@ def estimate_run(items: Iterable[Example | Reject], plan: ScoringPlan, price: Pr
                  filter_fraction: float | None, provider: str, model: str,
                  demos: DemoPool | None = None) -> Estimate:
     est = Estimate(provider=provider, model=model)
-    per_call = plan.calls_per_row()
     judge_tokens = 0
     for item in items:
         est.rows += 1
         if isinstance(item, Reject):
             est.rejected += 1
             continue
+        prompt = item.prompt_messages
+        sets = [shown for shown, _ in demos.sets_for(item, plan.demonstrations, plan.sets())] if demos is not None \
+            else [()]
+        per_call = plan.calls_per_row(len(sets))
         for purpose, n in per_call.items():
             est.calls[purpose] = est.calls.get(purpose, 0) + n
-        prompt = item.prompt_messages
-        shown = demos.for_example(item, plan.demonstrations)[0] if demos is not None else ()
         rating = tokens_of(prompts.rating_messages(prompt, item.response))
         ratings = 1 if plan.rating == "logprobs" else plan.rating_samples
         est.prompt_tokens += rating * per_call["rating"]
         est.completion_tokens += ratings * (1 if plan.rating == "logprobs" else 3)
-        if plan.samples:
-            best = per_call.get("best_answer", 0)
-            est.prompt_tokens += tokens_of(prompts.answer_messages(prompt, shown)) * (per_call["answers"] + best)
-            est.completion_tokens += (plan.samples + best) * plan.answer_tokens(item.response)
-        if plan.likelihood:
-            est.prompt_tokens += tokens_of(prompts.score_messages(prompt, item.response, shown))
-            est.prompt_tokens += tokens_of(prompts.baseline_messages(prompt, item.response, shown))
+        for shown, k in zip(sets, plan.samples_per_set(len(sets)), strict=True):
+            if plan.samples:
+                best = 1 if plan.best_answer else 0
+                calls = best + ((1 if k else 0) if plan.n_per_call else k)
+                est.prompt_tokens += tokens_of(prompts.answer_messages(prompt, shown)) * calls
+                est.completion_tokens += (k + best) * plan.answer_tokens(item.response)
+            if plan.likelihood:
+                est.prompt_tokens += tokens_of(prompts.score_messages(prompt, item.response, shown))
+                est.prompt_tokens += tokens_of(prompts.baseline_messages(prompt, item.response, shown))
         if action != "filter" and plan.samples:
             candidate = " " * (4 * plan.answer_tokens(item.response) // 2)
             judge_tokens += 2 * (tokens_of(prompts.pairwise_messages(prompt, item.response, candidate)) + 1)

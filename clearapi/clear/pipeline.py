@@ -1,6 +1,6 @@
 """What to ask the model about one example, planned from what the provider can do.
 
-Per row, at most five scoring requests, all sent concurrently (the engine bounds them):
+Per row, these scoring requests, all sent concurrently (the engine bounds them):
 
 ==============  =====================================================  ===========================
 request         what                                                   when
@@ -8,17 +8,19 @@ request         what                                                   when
 rating          reflection prompt, ``max_tokens=1``, top logprobs      always (sampled ×R without
                                                                        logprobs)
 best answer     the row's prompt at temperature 0, with logprobs:      ``samples > 0``, where
-                the model's own answer y′                              the provider scores text
+                the model's own answer y′ (one per demonstration set)  the provider scores text
 answers         the row's prompt, ``n=K`` samples at temperature 1,    ``samples > 0`` (K calls
-                with logprobs                                          without ``n``)
+                with logprobs (spread over the demonstration sets)     without ``n``)
 likelihood      teacher-forced log P(y | prompt), and log P(end of     provider scores given text
-                turn | prompt, y)
+                turn | prompt, y) (one per demonstration set)
 baseline        teacher-forced log P(y | prompt minus its question)    provider scores given text
+                (one per demonstration set)
 ==============  =====================================================  ===========================
 
 On a provider with logprobs and ``n`` (OpenAI-style) that is **2 calls per row** (3 with
-``--best-answer``); the local model makes 5 (rating, best answer, samples, two scoring
-passes). Auto-correct adds **2 pairwise calls** (both orders) only for rows below the
+``--best-answer``); the local model makes 9 (rating, and per each of its two demonstration
+sets a best answer, a call for half the samples and two scoring passes; 5 with one set).
+Auto-correct adds **2 pairwise calls** (both orders) only for rows below the
 threshold whose candidate passed the cheap gates (`clearapi.clear.policy.needs_judgement`):
 rows that are kept anyway, or whose candidate is the same answer or unsure, never pay for a
 judgement.
@@ -26,10 +28,13 @@ judgement.
 Where the plan asks for them (self-hosted providers by default), the answer and scoring
 requests show the model a few of the dataset's own rows first (`clearapi.clear.demos`), so
 that it answers, and is measured, in the dataset's style; the rating and judge prompts do
-not (they grade, they do not answer).
+not (they grade, they do not answer). With several demonstration sets (self-hosted default:
+2) every set gets its own best answer and scoring passes, the samples are spread over them,
+and the signals average over the sets (`score_example`).
 
 The candidate for auto-correct is y′, the temperature-0 answer, as in CLEAR; its confidence
-blends its token probability with how many of the K samples agree with it. Where that call
+blends its token probability with how many of the K samples (and the other sets' y′) agree
+with it; with several sets, the y′ the model is surest of is the candidate. Where that call
 is not made, the medoid of the samples stands in (the sample that agrees most with the
 others: a self-consistency vote at no extra call); it also stands in for y′ in the
 consistency signal.
@@ -67,6 +72,7 @@ from clearapi.records import Capabilities, ChatRequest, ChatResponse, Example, M
 
 __all__ = [
     "DEFAULT_DEMONSTRATIONS",
+    "DEFAULT_DEMO_SETS",
     "PMI_SCALE",
     "Chat",
     "RowWork",
@@ -81,6 +87,8 @@ PMI_SCALE = 1.0
 DEFAULT_RATING_SAMPLES = 3
 #: the dataset's own rows shown before each answer and scoring request (`clearapi.clear.demos`)
 DEFAULT_DEMONSTRATIONS = 3
+#: how many different draws of them a row is asked under, where there are demonstrations
+DEFAULT_DEMO_SETS = 2
 
 
 class Chat(Protocol):
@@ -103,6 +111,9 @@ class ScoringPlan:
     answer_logprobs: bool = True
     #: in-context demonstrations from the dataset before the answer and scoring requests
     demonstrations: int = 0
+    #: disjoint draws of demonstrations: each gets its own best answer and scoring passes, and
+    #: the samples are spread over them (`score_example` averages what they say)
+    demo_sets: int = 1
     top_logprobs: int = 20
     seed: int = 0
     temperature: float = 1.0
@@ -112,25 +123,35 @@ class ScoringPlan:
     @classmethod
     def for_capabilities(cls, caps: Capabilities, *, samples: int = 4, seed: int = 0,
                          rating_samples: int = DEFAULT_RATING_SAMPLES,
-                         best_answer: bool | None = None, demonstrations: int | None = None) -> ScoringPlan:
+                         best_answer: bool | None = None, demonstrations: int | None = None,
+                         demo_sets: int | None = None) -> ScoringPlan:
         """The plan for a provider. `best_answer=None` asks the temperature-0 answer only where
         the provider can score given text: self-hosted engines (llama.cpp, vLLM), where a call
         costs time, not a bill. On a billed API with ``n`` it would take a row from 2 calls to
         3, so there the samples' medoid stands in unless asked (``--best-answer``).
         `demonstrations=None` follows the same rule: they lengthen every answer and scoring
         prompt, which is measured to help a small self-hosted model and would be billed
-        elsewhere, so billed APIs get none unless asked (``--demonstrations K``)."""
+        elsewhere, so billed APIs get none unless asked (``--demonstrations K``).
+        `demo_sets=None` follows it too: `DEFAULT_DEMO_SETS` draws of demonstrations per row where
+        the provider scores given text (each draw adds a best answer and two scoring passes), one
+        elsewhere (each would add calls to the bill)."""
         if samples < 0:
             raise ConfigError(f"samples must be >= 0, got {samples}")
         if rating_samples < 1:
             raise ConfigError(f"rating samples must be >= 1, got {rating_samples}")
         if demonstrations is not None and demonstrations < 0:
             raise ConfigError(f"demonstrations must be >= 0, got {demonstrations}")
+        shown = (DEFAULT_DEMONSTRATIONS if caps.score_given_text else 0) if demonstrations is None else demonstrations
+        if demo_sets is not None and demo_sets < 1:
+            raise ConfigError(f"demo sets must be >= 1, got {demo_sets}")
+        if demo_sets is not None and demo_sets > 1 and not shown:
+            raise ConfigError(f"{demo_sets} demo sets asked with no demonstrations: ask for demonstrations too")
         return cls(
             samples=samples,
             best_answer=caps.score_given_text if best_answer is None else best_answer,
-            demonstrations=(DEFAULT_DEMONSTRATIONS if caps.score_given_text else 0) if demonstrations is None
-            else demonstrations,
+            demonstrations=shown,
+            demo_sets=(DEFAULT_DEMO_SETS if shown and caps.score_given_text else 1) if demo_sets is None
+            else demo_sets,
             rating="logprobs" if caps.logprobs and caps.max_top_logprobs >= 2 else "sampled",
             rating_samples=rating_samples,
             likelihood=caps.score_given_text,
@@ -145,16 +166,28 @@ class ScoringPlan:
         estimate = 2 * math.ceil(len(response) / 4) + 16
         return max(self.min_answer_tokens, min(self.max_answer_tokens, estimate))
 
-    def calls_per_row(self) -> dict[str, int]:
-        """Requests per row for scoring, by purpose (judgement calls are extra, per judged row)."""
+    def calls_per_row(self, sets: int | None = None) -> dict[str, int]:
+        """Requests per row for scoring, by purpose (judgement calls are extra, per judged row).
+
+        `sets`: the demonstration sets the row got (the plan's number if None; a row too long
+        for them, or a small pool, gets fewer)."""
+        sets = self.sets() if sets is None else sets
         calls = {"rating": 1 if self.rating == "logprobs" or self.n_per_call else self.rating_samples}
         if self.samples and self.best_answer:
-            calls["best_answer"] = 1
+            calls["best_answer"] = sets
         if self.samples:
-            calls["answers"] = 1 if self.n_per_call else self.samples
+            calls["answers"] = min(sets, self.samples) if self.n_per_call else self.samples
         if self.likelihood:
-            calls["likelihood"] = 2
+            calls["likelihood"] = 2 * sets
         return calls
+
+    def sets(self) -> int:
+        """Demonstration sets a row is asked under (at most; a short pool or a long row gets fewer)."""
+        return max(1, self.demo_sets) if self.demonstrations else 1
+
+    def samples_per_set(self, sets: int) -> list[int]:
+        """The K samples spread over `sets` sets, the first sets taking the remainder."""
+        return [self.samples // sets + (1 if i < self.samples % sets else 0) for i in range(sets)]
 
     def methods(self) -> dict[str, str]:
         """How each signal is obtained under this plan (for `Score.methods`)."""
@@ -173,6 +206,9 @@ class ScoringPlan:
         if self.demonstrations:
             out["demonstrations"] = f"up to {self.demonstrations} of the dataset's rows before each answer and " \
                                     "scoring prompt"
+            if self.sets() > 1:
+                out["demonstrations"] += (f", in up to {self.sets()} disjoint sets, each with its own answer at "
+                                          "T=0 and scoring passes, averaged")
         if self.likelihood:
             out["likelihood"] = "teacher-forced"
             out["pmi"] = "teacher-forced, vs the prompt without its question"
@@ -243,38 +279,57 @@ class _Sample:
 
 
 @dataclass(frozen=True)
+class _Answer:
+    """One of the model's own answers y′ (one per demonstration set), and how much the rest agree."""
+
+    sample: _Sample
+    #: mean agreement with the other answers and the samples (the medoid's: with the other samples)
+    support: float
+
+    @property
+    def confidence(self) -> float:
+        return _candidate_confidence(self.sample.confidence, self.support)
+
+
+@dataclass(frozen=True)
 class _Answers:
-    best: _Sample | None
+    best: list[_Answer]
     samples: list[_Sample]
-    #: mean agreement of `best` with the samples (the medoid's with the *other* samples)
-    support: float = 1.0
 
 
 async def _answers(engine: Chat, work: RowWork, plan: ScoringPlan, example: Example,
-                   demos: Sequence[Message]) -> _Answers:
+                   sets: Sequence[Sequence[Message]]) -> _Answers:
+    """The best answer under each demonstration set, and the K samples spread over the sets."""
     if not plan.samples:
-        return _Answers(None, [])
-    base = dict(messages=prompts.answer_messages(example.prompt_messages, demos),
-                max_tokens=plan.answer_tokens(example.response), logprobs=plan.answer_logprobs,
-                seed=plan.seed, tag="answers")
-    if plan.n_per_call:
-        calls = [work.ask(engine, ChatRequest(n=plan.samples, temperature=plan.temperature, **base))]
-    else:
-        calls = [work.ask(engine, ChatRequest(sample_index=i, temperature=plan.temperature, **base))
-                 for i in range(plan.samples)]
+        return _Answers([], [])
+    best_calls, sample_calls = [], []
+    offset = 0
+    for shown, k in zip(sets, plan.samples_per_set(len(sets)), strict=True):
+        base = dict(messages=prompts.answer_messages(example.prompt_messages, shown),
+                    max_tokens=plan.answer_tokens(example.response), logprobs=plan.answer_logprobs,
+                    seed=plan.seed, tag="answers")
+        if plan.best_answer:
+            best_calls.append(work.ask(engine, ChatRequest(temperature=0.0, **base)))
+        if k and plan.n_per_call:
+            sample_calls.append(work.ask(engine, ChatRequest(n=k, sample_index=offset, temperature=plan.temperature,
+                                                             **base)))
+        elif k:
+            sample_calls.extend(work.ask(engine, ChatRequest(sample_index=offset + i, temperature=plan.temperature,
+                                                             **base)) for i in range(k))
+        offset += k
+    responses = await asyncio.gather(*best_calls, *sample_calls)
+    samples = _samples_of(responses[len(best_calls):])
     if not plan.best_answer:
-        samples = _samples_of(await asyncio.gather(*calls))
         if not samples:
-            return _Answers(None, [])
+            return _Answers([], [])
         i, support = _medoid(samples)
-        return _Answers(samples[i] if samples[i].text else None, samples, support)
-    best_call = work.ask(engine, ChatRequest(temperature=0.0, **base))
-    best_response, *responses = await asyncio.gather(best_call, *calls)
-    best_samples = _samples_of([best_response])
-    best = best_samples[0] if best_samples and best_samples[0].text else None
-    samples = _samples_of(responses)
-    support = sum(agreement(best.text, s.text) for s in samples) / len(samples) if best and samples else 1.0
-    return _Answers(best, samples, support)
+        return _Answers([_Answer(samples[i], support)] if samples[i].text else [], samples)
+    bests = [b for b in _samples_of(responses[:len(best_calls)]) if b.text]
+    out = []
+    for i, b in enumerate(bests):
+        others = [o.text for j, o in enumerate(bests) if j != i] + [s.text for s in samples]
+        out.append(_Answer(b, sum(agreement(b.text, o) for o in others) / len(others) if others else 1.0))
+    return _Answers(out, samples)
 
 
 def _samples_of(responses: Sequence[ChatResponse]) -> list[_Sample]:
@@ -325,6 +380,11 @@ async def _likelihood(engine: Chat, work: RowWork, example: Example, demos: Sequ
     return _Scored(lps(cond), lps(uncond), end)
 
 
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(known) / len(known) if known else None
+
+
 # --- one row --------------------------------------------------------------------------------
 
 
@@ -336,48 +396,60 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
     confidence and agreement with the response, so the decision pass needs no new calls to
     know whether a judgement is worth asking. `demos` (the run's pool, used when the plan
     asks for demonstrations) supplies the rows shown before the answer and scoring prompts.
+
+    With several demonstration sets, each set gets its own best answer and scoring passes,
+    and the signals average over them: which few rows a model is shown moves what a small
+    model answers, and an answer it gives whichever rows it sees is one it knows. The
+    candidate is the best answer the model is surest of.
     """
     work = RowWork()
-    shown, shown_lines = demos.for_example(example, plan.demonstrations) if demos is not None else ((), ())
+    drawn = demos.sets_for(example, plan.demonstrations, plan.sets()) if demos is not None else (((), ()),)
+    sets = [shown for shown, _ in drawn]
     rating_task = _self_rating(engine, work, plan, example)
-    answers_task = _answers(engine, work, plan, example, shown)
-    scored: _Scored | None = None
+    answers_task = _answers(engine, work, plan, example, sets)
+    scored: list[_Scored] = []
     if plan.likelihood:
-        (rating, rating_details), answers, scored = await asyncio.gather(
-            rating_task, answers_task, _likelihood(engine, work, example, shown))
+        (rating, rating_details), answers, *scored = await asyncio.gather(
+            rating_task, answers_task, *(_likelihood(engine, work, example, shown) for shown in sets))
     else:
         (rating, rating_details), answers = await asyncio.gather(rating_task, answers_task)
 
     signals: dict[str, float | None] = {"self_rating": rating}
     details: dict[str, Any] = dict(rating_details)
-    if shown_lines:
-        details["demonstrations"] = list(shown_lines)
+    if any(lines for _, lines in drawn):
+        details["demonstrations"] = sorted({line for _, lines in drawn for line in lines})
+        if len(drawn) > 1:
+            details["demonstration_sets"] = [list(lines) for _, lines in drawn]
     if plan.samples:
         texts = [s.text for s in answers.samples]
-        best = answers.best
         # the medoid is one of the samples: it weighs in as y′ only when it is a separate answer
-        reference = best.text if best is not None and plan.best_answer else None
-        signals["consistency"] = consistency_with(example.response, reference, texts, CONSISTENCY_ALPHA)
-        if best is not None:
-            cand_conf = _candidate_confidence(best.confidence, answers.support)
-            cand_agreement = agreement(example.response, best.text)
-            signals["answer_confidence"] = best.confidence
-            signals["answer_agreement"] = answer_agreement(cand_agreement, cand_conf)
-            details["candidate"] = best.text
-            details["candidate_confidence"] = cand_conf
-            details["candidate_agreement"] = cand_agreement
+        references = [b.sample.text for b in answers.best] if plan.best_answer else []
+        signals["consistency"] = consistency_with(example.response, references, texts, CONSISTENCY_ALPHA)
+        if answers.best:
+            best = max(answers.best, key=lambda b: b.confidence)
+            signals["answer_confidence"] = best.sample.confidence
+            signals["answer_agreement"] = _mean([answer_agreement(agreement(example.response, b.sample.text),
+                                                                  b.confidence) for b in answers.best])
+            details["candidate"] = best.sample.text
+            details["candidate_confidence"] = best.confidence
+            details["candidate_agreement"] = agreement(example.response, best.sample.text)
+            if len(answers.best) > 1:
+                details["candidates"] = [b.sample.text for b in answers.best]
         if texts:
             details["samples"] = texts
-    if scored is not None:
-        lp = mean_logprob(scored.cond)
-        pmi = pmi_per_token(scored.cond, scored.uncond)
-        signals["likelihood"] = geometric_mean_probability(scored.cond)
+    if scored:
+        lp = _mean([mean_logprob(x.cond) for x in scored])
+        pmi = _mean([pmi_per_token(x.cond, x.uncond) for x in scored])
+        end = _mean([x.end_logprob for x in scored])
+        signals["likelihood"] = None if lp is None else math.exp(lp)
         signals["pmi"] = None if pmi is None else logistic(pmi, scale=PMI_SCALE)
-        signals["completeness"] = completeness(scored.end_logprob)
+        signals["completeness"] = completeness(end)
         details["mean_logprob"] = lp
         details["pmi_nats_per_token"] = pmi
-        details["end_logprob"] = scored.end_logprob
-        details["response_tokens"] = len(scored.cond)
+        details["end_logprob"] = end
+        details["response_tokens"] = len(scored[0].cond)
+        if len(scored) > 1:
+            details["pmi_by_set"] = [pmi_per_token(x.cond, x.uncond) for x in scored]
     weights = weights_for(model, {k for k, v in signals.items() if v is not None})
     confidence = combine(signals, weights)
     details["weights"] = weights

@@ -17,9 +17,10 @@ Signals
 ``consistency``
     BSDetector's observed consistency: mean over the model's own answers of
     α·agreement + (1-α)·exact-match, α = 0.8 (the open implementation's value), agreement
-    from `clearapi.clear.similarity`. Half of it is agreement with the model's best answer
-    y′ (temperature 0), half the mean over K samples at temperature 1: a small model's
-    samples wander, and its modal answer is the one that knows most. Measured with
+    from `clearapi.clear.similarity`. Half of it is agreement with the model's best answers
+    y′ (temperature 0; one per demonstration set), half the mean over K samples at
+    temperature 1: a small model's samples wander, and its modal answer is the one that
+    knows most. Measured with
     SmolLM2-135M on three labelled sets, agreement with y′ alone separated bad rows better
     than the samples alone on two of them (0.77/0.75 vs 0.69/0.72 AUROC, about equal on the
     third); the halves together beat both (see the README).
@@ -33,7 +34,7 @@ Signals
     auto-correct (token probability and the samples' support). A disagreement with a
     hesitant y′ means little; with a confident one it is the strongest evidence a small
     model has that y is wrong — CLEAR's reason for gating corrections on y′'s confidence,
-    used here for scoring too.
+    used here for scoring too. With one y′ per demonstration set, the mean over them.
 ``completeness``
     The model's probability that the response is *finished* where it ends: the chat
     template's end-of-turn token next, or a sentence-closing mark (". ! ?", quotes or
@@ -210,13 +211,14 @@ def completeness(end_logprob: float | None) -> float | None:
     return logistic(min(0.0, end_logprob), center=END_CENTER, scale=END_SCALE)
 
 
-def consistency_with(response: str, best: str | None, samples: Sequence[str],
+def consistency_with(response: str, best: Sequence[str], samples: Sequence[str],
                      alpha: float = CONSISTENCY_ALPHA) -> float | None:
-    """Observed consistency: half agreement with the best answer, half with the samples.
+    """Observed consistency: half agreement with the best answers (one per demonstration set),
+    half with the samples.
 
     Either half alone when the other is missing; None without any answer.
     """
-    parts = [x for x in (observed_consistency(response, [best], alpha) if best is not None else None,
+    parts = [x for x in (observed_consistency(response, best, alpha),
                          observed_consistency(response, samples, alpha)) if x is not None]
     return sum(parts) / len(parts) if parts else None
 

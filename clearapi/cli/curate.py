@@ -38,6 +38,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="show the model K of the dataset's own rows before each answer and scoring prompt, so it "
                         "answers in the dataset's style (default: 3 where the provider scores given text, i.e. "
                         "self-hosted models; 0 on billed APIs, where they lengthen every prompt)")
+    p.add_argument("--demo-sets", type=int, default=None, metavar="N",
+                   help="ask each row under N different draws of demonstrations, each with its own answer at "
+                        "T=0 and scoring passes, and average the signals (default: 2 where the provider scores "
+                        "given text and there are demonstrations, else 1)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="seed of the sampled answers and of the demonstrations each row is shown (default 0)")
     p.add_argument("--max-cost", type=float, default=None, metavar="USD", help="stop before spending more")
@@ -86,7 +90,7 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(provider=args.provider, model=args.model, model_path=args.model_path, base_url=args.base_url,
                 rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, cache=cache,
                 samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
-                seed=args.seed, max_cost=args.max_cost,
+                demo_sets=args.demo_sets, seed=args.seed, max_cost=args.max_cost,
                 prompt_column=args.prompt_column, response_column=args.response_column, progress=args.progress)
 
 

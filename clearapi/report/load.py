@@ -232,7 +232,8 @@ def _alternative(score: Score) -> tuple[str | None, bool]:
 
 
 def _scalar_details(details: dict[str, Any]) -> dict[str, Any]:
-    """Small numbers and words from `Score.details` (e.g. candidate confidence, mean logprob)."""
+    """Small numbers and words from `Score.details` (e.g. candidate confidence, mean logprob),
+    and line numbers (the demonstrations a row was shown: "3, 7 | 12, 15" for two sets)."""
     out: dict[str, Any] = {}
     for key, value in details.items():
         if len(out) >= MAX_DETAIL_FACTS:
@@ -243,7 +244,19 @@ def _scalar_details(details: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
         elif isinstance(value, int | float):
             out[key] = round(float(value), 4) if isinstance(value, float) else value
+        elif (lines := _lines(value)) is not None:
+            out[key] = lines
     return out
+
+
+def _lines(value: Any) -> str | None:
+    """A short list of line numbers (or of such lists) as text; None for anything else."""
+    if not isinstance(value, list) or not value or len(value) > 12:
+        return None
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return ", ".join(str(v) for v in value)
+    groups = [_lines(v) for v in value]
+    return None if any(g is None for g in groups) else " | ".join(str(g) for g in groups)
 
 
 def _detail(score: Score) -> dict[str, Any]:
