@@ -144,7 +144,7 @@ def test_plan_asks_two_demonstration_sets_where_text_is_scored_and_one_on_billed
     assert ScoringPlan.for_capabilities(LOCAL_LIKE, samples=1, demo_sets=3).calls_per_row()["answers"] == 1
     with pytest.raises(ConfigError, match="demo sets must be >= 1"):
         ScoringPlan.for_capabilities(LOCAL_LIKE, demo_sets=0)
-    with pytest.raises(ConfigError, match="no demonstrations"):
+    with pytest.raises(ConfigError, match="need demonstrations"):
         ScoringPlan.for_capabilities(OPENAI_LIKE, demo_sets=2)
 
 

@@ -145,7 +145,8 @@ class ScoringPlan:
         if demo_sets is not None and demo_sets < 1:
             raise ConfigError(f"demo sets must be >= 1, got {demo_sets}")
         if demo_sets is not None and demo_sets > 1 and not shown:
-            raise ConfigError(f"{demo_sets} demo sets asked with no demonstrations: ask for demonstrations too")
+            raise ConfigError(f"{demo_sets} demonstration sets need demonstrations (--demonstrations K): "
+                              "this run shows none")
         return cls(
             samples=samples,
             best_answer=caps.score_given_text if best_answer is None else best_answer,
