@@ -70,7 +70,7 @@ def test_local_model_through_the_cli(tmp_path: Path, local_model_path: Path) -> 
     src, total = _subset(tmp_path, 3)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "clearapi", "curate", str(src), "-o", str(out), "--provider", "local",
-           "--samples", "2", "--cache", str(tmp_path / "cache.sqlite")]
+           "--samples", "2", "--demonstrations", "1", "--cache", str(tmp_path / "cache.sqlite")]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr
     summary = _check_outputs(out, total, rejected_lines=[2, 3])
@@ -79,9 +79,15 @@ def test_local_model_through_the_cli(tmp_path: Path, local_model_path: Path) -> 
         assert set(s["signals"]) >= {"self_rating", "consistency", "likelihood", "pmi"}
         assert s["methods"]["likelihood"] == "teacher-forced"
         assert len(s["details"]["samples"]) == 2
-        # the other two good rows of the file are this row's demonstrations (3 asked, 2 exist)
-        assert sorted(s["details"]["demonstrations"]) == sorted({1, 4, 5} - {s["line"]})
-    assert summary["settings"]["demonstrations"] == 3 and summary["settings"]["best_answer"] is True
+        # the other two good rows of the file are this row's demonstrations, one in each of the 2 sets
+        others = sorted({1, 4, 5} - {s["line"]})
+        assert s["details"]["demonstrations"] == others
+        assert sorted(line for group in s["details"]["demonstration_sets"] for line in group) == others
+        assert len(s["details"]["candidates"]) == 2 and len(s["details"]["pmi_by_set"]) == 2
+        # rating; per set a best answer, one sample and two scoring passes
+        assert s["calls"] == 1 + 2 * 4
+    assert summary["settings"]["demonstrations"] == 1 and summary["settings"]["demo_sets"] == 2
+    assert summary["settings"]["best_answer"] is True
     assert summary["engine"]["requests"] > 0
     assert (out / "report.html").is_file()
     assert "rows:" not in done.stdout or "kept" in done.stdout
