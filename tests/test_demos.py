@@ -133,6 +133,8 @@ def test_plan_default_is_three_where_text_is_scored_and_none_on_billed_apis() ->
 def test_plan_asks_two_demonstration_sets_where_text_is_scored_and_one_on_billed_apis() -> None:
     local = ScoringPlan.for_capabilities(LOCAL_LIKE)
     assert local.sets() == 2 and "2 disjoint sets" in local.methods()["demonstrations"]
+    assert "the 2 answers at T=0" in local.methods()["consistency"]
+    assert "the answer at T=0" in ScoringPlan.for_capabilities(LOCAL_LIKE, demo_sets=1).methods()["consistency"]
     assert local.calls_per_row() == {"rating": 1, "best_answer": 2, "answers": 2, "likelihood": 4}
     assert local.calls_per_row(sets=1) == {"rating": 1, "best_answer": 1, "answers": 1, "likelihood": 2}
     assert ScoringPlan.for_capabilities(LOCAL_LIKE, demonstrations=0).sets() == 1

@@ -194,16 +194,19 @@ class ScoringPlan:
         """How each signal is obtained under this plan (for `Score.methods`)."""
         out = {"self_rating": "logprobs" if self.rating == "logprobs" else f"sampled x{self.rating_samples}"}
         if self.samples:
+            many = self.sets() > 1 and self.best_answer
+            answers = f"the {self.sets()} answers at T=0 (one per demonstration set)" if many else "the answer at T=0"
             if self.best_answer:
-                out["consistency"] = (f"lexical agreement: half with the answer at T=0, half with "
+                out["consistency"] = (f"lexical agreement: half with {answers}, half with "
                                       f"{self.samples} samples at T={self.temperature:g}")
             else:
                 out["consistency"] = f"{self.samples} samples at T={self.temperature:g}, lexical agreement"
-            best = "the answer at T=0" if self.best_answer else "the samples' medoid"
+            best = answers if self.best_answer else "the samples' medoid"
             if self.answer_logprobs:
-                out["answer_confidence"] = f"logprobs of the model's own answer ({best})"
+                surest = "the surest of the answers at T=0" if many else best
+                out["answer_confidence"] = f"logprobs of the model's own answer ({surest})"
             out["answer_agreement"] = f"agreement with the model's own answer ({best}), discounted by its " \
-                                      "confidence"
+                                      "confidence" + (", averaged" if many else "")
         if self.demonstrations:
             out["demonstrations"] = f"up to {self.demonstrations} of the dataset's rows before each answer and " \
                                     "scoring prompt"
