@@ -149,8 +149,8 @@ async def run(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(args.out_dir) / name if args.out_dir else Path(tmp)
             common = dict(provider=args.provider, model_path=args.model_path, samples=args.samples,
-                          demonstrations=args.demonstrations, demo_sets=args.demo_sets, seed=args.seed, cache=args.cache or True,
-                          progress=False)
+                          demonstrations=args.demonstrations, demo_sets=args.demo_sets, seed=args.seed,
+                          cache=args.cache or True, progress=False)
             summary = await curate(data, out, **common)
             assert summary.threshold is not None
             report(name, out, labels, summary.threshold)

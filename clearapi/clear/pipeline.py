@@ -430,20 +430,23 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
         references = [b.sample.text for b in answers.best] if plan.best_answer else []
         signals["consistency"] = consistency_with(example.response, references, texts, CONSISTENCY_ALPHA)
         if answers.best:
-            best = max(answers.best, key=lambda b: b.confidence)
+            agreements = [agreement(example.response, b.sample.text) for b in answers.best]
+            i = max(range(len(answers.best)), key=lambda j: answers.best[j].confidence)
+            best = answers.best[i]
             signals["answer_confidence"] = best.sample.confidence
-            signals["answer_agreement"] = _mean([answer_agreement(agreement(example.response, b.sample.text),
-                                                                  b.confidence) for b in answers.best])
+            signals["answer_agreement"] = _mean([answer_agreement(a, b.confidence)
+                                                 for a, b in zip(agreements, answers.best, strict=True)])
             details["candidate"] = best.sample.text
             details["candidate_confidence"] = best.confidence
-            details["candidate_agreement"] = agreement(example.response, best.sample.text)
+            details["candidate_agreement"] = agreements[i]
             if len(answers.best) > 1:
                 details["candidates"] = [b.sample.text for b in answers.best]
         if texts:
             details["samples"] = texts
     if scored:
+        pmis = [pmi_per_token(x.cond, x.uncond) for x in scored]
         lp = _mean([mean_logprob(x.cond) for x in scored])
-        pmi = _mean([pmi_per_token(x.cond, x.uncond) for x in scored])
+        pmi = _mean(pmis)
         end = _mean([x.end_logprob for x in scored])
         signals["likelihood"] = None if lp is None else math.exp(lp)
         signals["pmi"] = None if pmi is None else logistic(pmi, scale=PMI_SCALE)
@@ -453,7 +456,7 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
         details["end_logprob"] = end
         details["response_tokens"] = len(scored[0].cond)
         if len(scored) > 1:
-            details["pmi_by_set"] = [pmi_per_token(x.cond, x.uncond) for x in scored]
+            details["pmi_by_set"] = pmis
     weights = weights_for(model, {k for k, v in signals.items() if v is not None})
     confidence = combine(signals, weights)
     details["weights"] = weights
