@@ -309,3 +309,13 @@ async def test_each_demonstration_set_gets_its_own_answer_and_scoring_passes_and
     assert score.details["candidate"] == "Answer 2."  # 4 samples and nothing else agree with "Banana."
     one = score.signals["answer_agreement"]
     assert one is not None and 0.0 < one < 1.0  # y agrees with one best answer and not the other
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [("samples", -1, "samples must be >= 0"),
+                                                         ("demonstrations", -1, "demonstrations must be >= 0"),
+                                                         ("demo_sets", 0, "demo sets must be >= 1")])
+def test_bad_counts_are_refused_by_the_options_before_any_plan(option: str, value: int, message: str) -> None:
+    from clearapi.clear.curation import CurateOptions
+
+    with pytest.raises(ConfigError, match=message):
+        CurateOptions(**{option: value}).check()

@@ -118,12 +118,7 @@ class CurateOptions:
             raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.filter_fraction is not None and not 0.0 <= self.filter_fraction <= 1.0:
             raise ConfigError(f"filter fraction must be in [0, 1], got {self.filter_fraction}")
-        if self.samples < 0:
-            raise ConfigError(f"samples must be >= 0, got {self.samples}")
-        if self.demonstrations is not None and self.demonstrations < 0:
-            raise ConfigError(f"demonstrations must be >= 0, got {self.demonstrations}")
-        if self.demo_sets is not None and self.demo_sets < 1:
-            raise ConfigError(f"demo sets must be >= 1, got {self.demo_sets}")
+        ScoringPlan.check_counts(samples=self.samples, demonstrations=self.demonstrations, demo_sets=self.demo_sets)
         PolicySettings(action=self.action, correct_threshold=self.correct_threshold, eta=self.eta)
 
     def settings(self) -> dict[str, Any]:

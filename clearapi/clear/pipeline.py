@@ -135,15 +135,10 @@ class ScoringPlan:
         `demo_sets=None` follows it too: `DEFAULT_DEMO_SETS` draws of demonstrations per row where
         the provider scores given text (each draw adds a best answer and two scoring passes), one
         elsewhere (each would add calls to the bill)."""
-        if samples < 0:
-            raise ConfigError(f"samples must be >= 0, got {samples}")
+        cls.check_counts(samples=samples, demonstrations=demonstrations, demo_sets=demo_sets)
         if rating_samples < 1:
             raise ConfigError(f"rating samples must be >= 1, got {rating_samples}")
-        if demonstrations is not None and demonstrations < 0:
-            raise ConfigError(f"demonstrations must be >= 0, got {demonstrations}")
         shown = (DEFAULT_DEMONSTRATIONS if caps.score_given_text else 0) if demonstrations is None else demonstrations
-        if demo_sets is not None and demo_sets < 1:
-            raise ConfigError(f"demo sets must be >= 1, got {demo_sets}")
         if demo_sets is not None and demo_sets > 1 and not shown:
             raise ConfigError(f"{demo_sets} demonstration sets need demonstrations (--demonstrations K): "
                               "this run shows none")
@@ -161,6 +156,17 @@ class ScoringPlan:
             top_logprobs=min(20, caps.max_top_logprobs),
             seed=seed,
         )
+
+    @staticmethod
+    def check_counts(*, samples: int, demonstrations: int | None, demo_sets: int | None) -> None:
+        """Refuse counts no plan can have (None: the provider's default). `CurateOptions.check`
+        calls it too, so a bad option fails before an engine or a local model is loaded."""
+        if samples < 0:
+            raise ConfigError(f"samples must be >= 0, got {samples}")
+        if demonstrations is not None and demonstrations < 0:
+            raise ConfigError(f"demonstrations must be >= 0, got {demonstrations}")
+        if demo_sets is not None and demo_sets < 1:
+            raise ConfigError(f"demo sets must be >= 1, got {demo_sets}")
 
     def answer_tokens(self, response: str) -> int:
         """Room for a sampled answer: about twice the response's length, within bounds."""
