@@ -25,8 +25,8 @@ from clearapi.clear.curation import curate  # noqa: E402
 from clearapi.engine import Engine  # noqa: E402
 from clearapi.engine.batch import BatchOptions  # noqa: E402
 from clearapi.profiles import load_profile  # noqa: E402
-from clearapi.testing.emulator import EmulatorThread  # noqa: E402
-from clearapi.testing.emulator_batches import BatchBehaviour, batches_extension  # noqa: E402
+from clearapi_testing.emulator import EmulatorThread  # noqa: E402
+from clearapi_testing.emulator_batches import BatchBehaviour, batches_extension  # noqa: E402
 
 
 async def _run(base: str, data: Path, out: Path, batch: bool, fraction: float | None) -> tuple[object, list[int]]:

@@ -47,7 +47,7 @@ MODEL = "gpt-4o-mini"
 
 @contextlib.contextmanager
 def emulator(*args: str) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "clearapi.testing.emulator", "--port", "0", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "clearapi_testing.emulator", "--port", "0", *args],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
@@ -209,7 +209,7 @@ def bench_overhead(n: int, concurrency: int, rounds: int) -> bool:
 
 async def _stream_rows(rows: int) -> None:
     from clearapi.profiles import Profile
-    from clearapi.testing.scripted_adapter import ScriptedAdapter
+    from clearapi.testing import ScriptedAdapter
 
     profile = Profile(name="bench", protocol="openai_chat", default_model="m",
                       limits=Limits(max_concurrency=64))

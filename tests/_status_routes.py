@@ -9,7 +9,7 @@ come from the emulator itself; these routes cover the statuses it has no fault f
 
 from __future__ import annotations
 
-from clearapi.testing.emulator import ApiError, Request, Response, Router, State
+from clearapi_testing.emulator import ApiError, Request, Response, Router, State
 
 
 def install_status_routes(router: Router, state: State) -> None:

@@ -31,7 +31,7 @@ def llama_server(local_model_path: Path) -> Iterator[object]:
     """`python -m llama_cpp.server` with SmolLM2 on a free 127.0.0.1 port, for the whole session."""
     if importlib.util.find_spec("uvicorn") is None or importlib.util.find_spec("fastapi") is None:
         pytest.skip("llama-cpp-python's server extras are not installed (pip install 'clearapi[server]')")
-    from clearapi.testing.llama_server import LlamaServer
+    from clearapi_testing.llama_server import LlamaServer
 
     server = LlamaServer(local_model_path, n_ctx=2048)
     server.start()

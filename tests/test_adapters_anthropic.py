@@ -29,7 +29,7 @@ from clearapi.errors import (
 )
 from clearapi.profiles import load_profile
 from clearapi.records import ChatRequest, Message
-from clearapi.testing.emulator import Emulator
+from clearapi_testing.emulator import Emulator
 
 KEY = "sk-ant-test-0123456789abcdefghij"
 

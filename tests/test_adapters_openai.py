@@ -35,7 +35,7 @@ from clearapi.errors import (
 )
 from clearapi.profiles import Profile, load_profile
 from clearapi.records import ChatRequest, Message
-from clearapi.testing.emulator import Emulator
+from clearapi_testing.emulator import Emulator
 
 KEY = "sk-test-abcdefghijklmnopqrstuvwxyz012345"
 Handler = Callable[[httpx2.Request], httpx2.Response]

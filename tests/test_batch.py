@@ -20,9 +20,9 @@ from clearapi.engine.cache import open_db
 from clearapi.errors import BadRequest
 from clearapi.profiles import load_profile
 from clearapi.records import ChatRequest, Message, Summary
-from clearapi.testing.emulator import EmulatorThread
-from clearapi.testing.emulator_batches import ERROR_MARKER, BatchBehaviour, batches_extension
-from clearapi.testing.emulator_files import files_store
+from clearapi_testing.emulator import EmulatorThread
+from clearapi_testing.emulator_batches import ERROR_MARKER, BatchBehaviour, batches_extension
+from clearapi_testing.emulator_files import files_store
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "qa.jsonl"

@@ -18,8 +18,8 @@ from clearapi.clear.curation import curate
 from clearapi.engine import Engine
 from clearapi.engine.batch import BatchOptions
 from clearapi.engine.cache import open_db
-from clearapi.testing.emulator import EmulatorThread
-from clearapi.testing.emulator_batches import BatchBehaviour, batches_extension
+from clearapi_testing.emulator import EmulatorThread
+from clearapi_testing.emulator_batches import BatchBehaviour, batches_extension
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "qa.jsonl"

@@ -17,7 +17,7 @@ from clearapi.cli import main as cli_main
 from clearapi.engine.cache import MIGRATIONS, ResponseCache, cache_key, default_cache_path, open_db
 from clearapi.profiles import Profile
 from clearapi.records import ChatResponse, Choice, RateLimitInfo, Usage
-from clearapi.testing.scripted_adapter import ScriptedAdapter
+from clearapi.testing import ScriptedAdapter
 
 PROFILE = Profile(name="fake", protocol="openai_chat", default_model="m", base_url="http://127.0.0.1:1/v1")
 SECRET = "sk-test-DO-NOT-STORE-0123456789abcdefABCDEF"

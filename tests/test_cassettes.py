@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from clearapi.testing.cassettes import (
+from clearapi_testing.cassettes import (
     Cassette,
     CassettePlayer,
     Interaction,

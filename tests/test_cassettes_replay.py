@@ -2,7 +2,7 @@
 
 Each cassette in ``cassettes/`` was recorded from a real model (the in-process SmolLM2 behind an
 OpenAI-shaped transport, and llama-cpp-python's own server) by ``python -m
-clearapi.testing.record``, which also saved the `ChatResponse` the adapter made of each exchange
+clearapi_testing.record``, which also saved the `ChatResponse` the adapter made of each exchange
 (``NAME.normalised.json``). Replayed, the same requests must give the same normalised answers,
 and a request the cassette does not hold must fail instead of passing silently.
 
@@ -22,9 +22,9 @@ from clearapi.adapters.openai_chat import OpenAIChatAdapter
 from clearapi.errors import ClearAPIError
 from clearapi.profiles import Profile
 from clearapi.records import ChatRequest
-from clearapi.testing.cassettes import load_cassette
-from clearapi.testing.emulator import Emulator, EmulatorConfig
-from clearapi.testing.record import RECORDED_REQUESTS, normalised, normalised_path
+from clearapi_testing.cassettes import load_cassette
+from clearapi_testing.emulator import Emulator, EmulatorConfig
+from clearapi_testing.record import RECORDED_REQUESTS, normalised, normalised_path
 
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"
 RECORDED = sorted(p for p in CASSETTES.glob("*.json") if not p.name.endswith(".normalised.json"))
@@ -36,7 +36,7 @@ def test_cassettes_exist_and_say_how_they_were_recorded() -> None:
     for path in RECORDED:
         cassette = load_cassette(path)
         assert cassette.interactions
-        assert "clearapi.testing.record" in cassette.rerecord_command
+        assert "clearapi_testing.record" in cassette.rerecord_command
         assert cassette.recorded_with.model and cassette.how
         assert normalised_path(path).is_file(), f"{path.name} has no normalised responses"
         text = path.read_text()

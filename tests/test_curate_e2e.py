@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from clearapi.cli import main
-from clearapi.testing.emulator import EmulatorThread
+from clearapi_testing.emulator import EmulatorThread
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "qa.jsonl"

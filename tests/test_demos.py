@@ -26,7 +26,7 @@ from clearapi.records import (
     TopLogprob,
     Usage,
 )
-from clearapi.testing.scripted_adapter import ScriptedAdapter
+from clearapi.testing import ScriptedAdapter
 
 LOCAL_LIKE = Capabilities(logprobs=True, max_top_logprobs=20, n=True, max_n=128, score_given_text=True)
 OPENAI_LIKE = Capabilities(logprobs=True, max_top_logprobs=20, n=True, max_n=128)

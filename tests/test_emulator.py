@@ -22,7 +22,7 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletion
 
-from clearapi.testing.cassettes import (
+from clearapi_testing.cassettes import (
     Cassette,
     Interaction,
     RecordedRequest,
@@ -30,7 +30,7 @@ from clearapi.testing.cassettes import (
     RecordedWith,
     save_cassette,
 )
-from clearapi.testing.emulator import (
+from clearapi_testing.emulator import (
     ApiError,
     Emulator,
     EmulatorConfig,
@@ -41,7 +41,7 @@ from clearapi.testing.emulator import (
     State,
     json_response,
 )
-from clearapi.testing.emulator.limits import RateLimits, format_duration
+from clearapi_testing.emulator.limits import RateLimits, format_duration
 
 Factory = Callable[..., EmulatorThread]
 USER = [{"role": "user", "content": "Explain why clean data helps fine-tuning."}]
@@ -460,8 +460,8 @@ def test_latency_distributions_are_seeded() -> None:
     import random
     import statistics
 
-    from clearapi.testing.emulator import Latency
-    from clearapi.testing.emulator.app import draw_latency_ms
+    from clearapi_testing.emulator import Latency
+    from clearapi_testing.emulator.app import draw_latency_ms
 
     def draws(lat: Latency, seed: int = 1) -> list[float]:
         rng = random.Random(seed)
@@ -657,7 +657,7 @@ async def test_cassette_playback_and_miss(tmp_path: Path) -> None:
 
 def test_command_line_server_prints_url_and_stops_on_sigterm() -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "clearapi.testing.emulator", "--port", "0", "--rpm", "600",
+    proc = subprocess.Popen([sys.executable, "-m", "clearapi_testing.emulator", "--port", "0", "--rpm", "600",
                              "--latency-ms", "1", "--seed", "5"], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None

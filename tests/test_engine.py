@@ -28,8 +28,8 @@ from clearapi import (
 )
 from clearapi.profiles import Limits, Price, Profile
 from clearapi.records import RateLimitInfo
-from clearapi.testing.scripted_adapter import ScriptedAdapter, reply
-from clearapi.testing.virtual_clock import run_virtual
+from clearapi.testing import ScriptedAdapter, reply
+from clearapi_testing.virtual_clock import run_virtual
 
 PROFILE = Profile(name="fake", protocol="openai_chat", default_model="m",
                   limits=Limits(max_concurrency=16))

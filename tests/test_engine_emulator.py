@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from clearapi import AuthError, ChatRequest, Engine, FatalError, Message, QuotaExhausted
-from clearapi.testing.emulator import EmulatorThread
+from clearapi_testing.emulator import EmulatorThread
 
 KEY = "sk-emu-test-7f3a9c1e5b2d4f6a8c0e1f2a3b4c5d6e"
 

@@ -9,7 +9,7 @@ import pytest
 
 from clearapi.engine.limits import AdaptiveRates, Pacer, Ticket
 from clearapi.records import RateLimitInfo
-from clearapi.testing.virtual_clock import run_virtual
+from clearapi_testing.virtual_clock import run_virtual
 
 
 async def _admit_times(pacer: Pacer, n: int, tokens: float = 0.0) -> list[float]:

@@ -23,6 +23,14 @@ def test_wheel_carries_profiles_and_assets(tmp_path: Path) -> None:
     assert {"clearapi/report/assets/report.css", "clearapi/report/assets/report.js"} <= names
     assert not any(n.startswith(("tests/", "cassettes/", "providers/")) for n in names)
 
+    # runtime dependencies: neither the emulator's HTTP parser nor the retired limiter
+    (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    requires = [line.split(":", 1)[1].strip() for line in zipfile.ZipFile(wheel).read(meta).decode().splitlines()
+                if line.startswith("Requires-Dist:")]
+    runtime = [r for r in requires if "extra ==" not in r]
+    assert runtime and not any(r.lower().startswith(("h11", "aiolimiter")) for r in runtime), runtime
+    assert any(r.startswith("h11") and "extra == 'testing'" in r for r in requires)
+
     # the unpacked wheel, away from the source tree, finds every profile by itself
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -33,3 +41,9 @@ def test_wheel_carries_profiles_and_assets(tmp_path: Path) -> None:
     where, found = out.stdout.splitlines()
     assert Path(where).is_relative_to(site)
     assert found.split() == sorted(p.stem for p in (ROOT / "providers").glob("*.toml"))
+
+
+def test_runtime_package_never_imports_test_machinery() -> None:
+    offenders = [str(path.relative_to(ROOT)) for path in (ROOT / "clearapi").rglob("*.py")
+                 if "clearapi_testing" in path.read_text() or "import h11" in path.read_text()]
+    assert offenders == []

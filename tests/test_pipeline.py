@@ -24,7 +24,7 @@ from clearapi.records import (
     TopLogprob,
     Usage,
 )
-from clearapi.testing.scripted_adapter import ScriptedAdapter
+from clearapi.testing import ScriptedAdapter
 
 OPENAI_LIKE = Capabilities(logprobs=True, max_top_logprobs=20, n=True, max_n=128)
 ANTHROPIC_LIKE = Capabilities()

@@ -18,9 +18,9 @@ import pytest
 from clearapi.adapters.openai_chat import OpenAIChatAdapter
 from clearapi.profiles import Profile
 from clearapi.records import ChatRequest, Message
-from clearapi.testing.cassettes import load_cassette
-from clearapi.testing.emulator import Emulator, EmulatorConfig
-from clearapi.testing.record import RECORDED_REQUESTS, local_profile, normalised, normalised_path, record
+from clearapi_testing.cassettes import load_cassette
+from clearapi_testing.emulator import Emulator, EmulatorConfig
+from clearapi_testing.record import RECORDED_REQUESTS, local_profile, normalised, normalised_path, record
 
 KEY = "sk-test-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -56,7 +56,7 @@ async def test_record_then_replay_never_stores_the_key(tmp_path: Path, monkeypat
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
 async def test_local_openai_transport_serves_the_local_adapter(local_model_path: Path) -> None:
     from clearapi.adapters.local_llama import LocalLlamaAdapter
-    from clearapi.testing.local_openai import LocalOpenAITransport
+    from clearapi_testing.local_openai import LocalOpenAITransport
 
     local = LocalLlamaAdapter(model_path=local_model_path)
     client = httpx2.AsyncClient(transport=LocalOpenAITransport(LocalLlamaAdapter(model_path=local_model_path)))

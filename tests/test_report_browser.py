@@ -28,7 +28,7 @@ from report_fixtures import (
 from clearapi import curate
 from clearapi.records import Score, Summary
 from clearapi.report import write_report
-from clearapi.testing.emulator import EmulatorThread
+from clearapi_testing.emulator import EmulatorThread
 
 pytestmark = pytest.mark.browser
 

@@ -23,8 +23,8 @@ from clearapi import (
 from clearapi.engine.retry import MAX_BACKOFF_S, backoff_seconds, reason_of
 from clearapi.profiles import Profile
 from clearapi.records import ChatResponse
-from clearapi.testing.scripted_adapter import ScriptedAdapter, Step, reply
-from clearapi.testing.virtual_clock import run_virtual
+from clearapi.testing import ScriptedAdapter, Step, reply
+from clearapi_testing.virtual_clock import run_virtual
 
 PROFILE = Profile(name="fake", protocol="openai_chat", default_model="m")
 

@@ -15,8 +15,8 @@ from clearapi.cli import main
 from clearapi.errors import BadRequest, FatalError
 from clearapi.finetune.upload import ValidationFailed, submit_job, watch_job
 from clearapi.profiles import load_profile
-from clearapi.testing.emulator import EmulatorThread
-from clearapi.testing.emulator_files import FAIL_MARKER, install_files
+from clearapi_testing.emulator import EmulatorThread
+from clearapi_testing.emulator_files import FAIL_MARKER, install_files
 
 KEY = "sk-test-upload-0123456789abcdef"
 

@@ -14,7 +14,7 @@ File format (JSON, UTF-8, pretty-printed so diffs are reviewable; ``format_versi
       "recorded_with": {"server": "llama_cpp.server 0.3.9", "model": "SmolLM2-135M-Instruct",
                         "versions": {"openai": "3.57.0", "clearapi": "0.1.0"}},
       "how": "free text: what was recorded, against what, with which settings",
-      "rerecord_command": "python -m clearapi.testing.record ... (a command a key holder can run)",
+      "rerecord_command": "python -m clearapi_testing.record ... (a command a key holder can run)",
       "interactions": [
         {"request": {"method": "POST", "path": "/v1/chat/completions", "body": {...}},
          "response": {"status": 200, "headers": {"content-type": "application/json"}, "body": {...}}}

@@ -40,8 +40,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from clearapi.testing.emulator import ApiError, Request, Response, Router, State, json_response
-from clearapi.testing.emulator.router import Handler, RouteProvider
+from clearapi_testing.emulator import ApiError, Request, Response, Router, State, json_response
+from clearapi_testing.emulator.router import Handler, RouteProvider
 
 __all__ = ["FAIL_MARKER", "FilesStore", "StoredFile", "add_routes", "files_store", "install_files", "list_page",
            "or_404"]

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from clearapi.errors import redact
-from clearapi.testing.emulator.router import Router
-from clearapi.testing.emulator.state import State
-from clearapi.testing.emulator.wire import ApiError, Request, Response, json_response
+from clearapi_testing.emulator.router import Router
+from clearapi_testing.emulator.state import State
+from clearapi_testing.emulator.wire import ApiError, Request, Response, json_response
 
 if TYPE_CHECKING:
-    from clearapi.testing.emulator.app import App
+    from clearapi_testing.emulator.app import App
 
 __all__ = ["install"]
 

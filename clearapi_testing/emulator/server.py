@@ -19,14 +19,14 @@ from typing import Any
 
 import h11
 
-from clearapi.testing.emulator.app import App, Extension
-from clearapi.testing.emulator.config import EmulatorConfig
-from clearapi.testing.emulator.limits import Clock
-from clearapi.testing.emulator.responder import Responder
-from clearapi.testing.emulator.router import Router
-from clearapi.testing.emulator.state import State
-from clearapi.testing.emulator.stats import StatsSnapshot
-from clearapi.testing.emulator.wire import ApiError, Request, Response, error_response
+from clearapi_testing.emulator.app import App, Extension
+from clearapi_testing.emulator.config import EmulatorConfig
+from clearapi_testing.emulator.limits import Clock
+from clearapi_testing.emulator.responder import Responder
+from clearapi_testing.emulator.router import Router
+from clearapi_testing.emulator.state import State
+from clearapi_testing.emulator.stats import StatsSnapshot
+from clearapi_testing.emulator.wire import ApiError, Request, Response, error_response
 
 __all__ = ["Emulator"]
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import random
 
-from clearapi.testing.emulator.config import EmulatorConfig, FaultKind
-from clearapi.testing.emulator.limits import retry_after_headers
-from clearapi.testing.emulator.wire import ApiError, Provider
+from clearapi_testing.emulator.config import EmulatorConfig, FaultKind
+from clearapi_testing.emulator.limits import retry_after_headers
+from clearapi_testing.emulator.wire import ApiError, Provider
 
 __all__ = ["FaultPlan", "fault_error"]
 

@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from clearapi.testing.emulator.app import Extension
-from clearapi.testing.emulator.config import EmulatorConfig
-from clearapi.testing.emulator.limits import Clock
-from clearapi.testing.emulator.responder import Responder
-from clearapi.testing.emulator.server import Emulator
-from clearapi.testing.emulator.stats import StatsSnapshot
+from clearapi_testing.emulator.app import Extension
+from clearapi_testing.emulator.config import EmulatorConfig
+from clearapi_testing.emulator.limits import Clock
+from clearapi_testing.emulator.responder import Responder
+from clearapi_testing.emulator.server import Emulator
+from clearapi_testing.emulator.stats import StatsSnapshot
 
 __all__ = ["EmulatorThread"]
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from clearapi.testing.emulator import (
+from clearapi_testing.emulator import (
     ApiError,
     Request,
     Response,
@@ -52,8 +52,8 @@ from clearapi.testing.emulator import (
     json_response,
     openai_api,
 )
-from clearapi.testing.emulator.wire import Provider, anthropic_error_body, error_response, openai_error_body
-from clearapi.testing.emulator_files import add_routes, files_store, install_files, list_page, or_404
+from clearapi_testing.emulator.wire import Provider, anthropic_error_body, error_response, openai_error_body
+from clearapi_testing.emulator_files import add_routes, files_store, install_files, list_page, or_404
 
 __all__ = ["ERROR_MARKER", "BatchBehaviour", "batches_extension", "install_batches"]
 

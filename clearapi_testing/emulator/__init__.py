@@ -14,7 +14,7 @@ Start it::
         emu.stats().requests, emu.stats().peak_in_flight, emu.stats().repeated_ok_bodies
 
     with EmulatorThread(rpm=60) as emu: ...        # own loop in a thread (pytest fixtures use this)
-    python -m clearapi.testing.emulator --port 8080 --rpm 600 --latency-ms 20 --fault-rate 0.05
+    python -m clearapi_testing.emulator --port 8080 --rpm 600 --latency-ms 20 --fault-rate 0.05
 
 Endpoints: ``POST /v1/chat/completions`` (``n``, ``logprobs``, ``top_logprobs``, ``max_tokens`` /
 ``max_completion_tokens``, ``seed``, ``temperature``, ``stop``), ``GET /v1/models[/{id}]``,
@@ -24,7 +24,7 @@ Endpoints: ``POST /v1/chat/completions`` (``n``, ``logprobs``, ``top_logprobs``,
 Behaviour (`EmulatorConfig`): answers from `responder.DefaultResponder` (or yours); auth when
 ``api_key`` is set; limits in `limits` (token buckets, ``burst_seconds`` = 1 s by default, headers
 on every response); latency fixed / uniform / lognormal; faults in `faults` (random at a rate per
-kind or overall, or scripted by request number); cassette replay in `clearapi.testing.cassettes`.
+kind or overall, or scripted by request number); cassette replay in `clearapi_testing.cassettes`.
 Change any of it while running: ``emu.configure(fault_rate=0)`` or ``POST /admin/config``.
 ``await emu.wait_requests(n)`` (``EmulatorThread.wait_requests(n)`` in sync code) returns once n
 API requests have arrived, so a test can act mid-run without sleeping.
@@ -34,7 +34,7 @@ with ``extra_body={"temperature": t}`` and the emulator honours it (range [0, 1]
 
 Extending (Files, fine-tuning jobs, Batches live in their own modules)::
 
-    from clearapi.testing.emulator import ApiError, Request, Response, Router, State, json_response
+    from clearapi_testing.emulator import ApiError, Request, Response, Router, State, json_response
 
     def install_files(router: Router, state: State) -> None:
         files: dict[str, dict] = state.store.setdefault("files", {})   # shared in-memory store
@@ -62,9 +62,9 @@ admin-style route. ``ctx.background(coro)`` runs work (a batch finishing later) 
 at shutdown; ``ctx.stopping`` is set when the server stops; ``ctx.rng`` is seeded.
 """
 
-from clearapi.testing.emulator.app import App, Extension
-from clearapi.testing.emulator.config import ALL_FAULTS, TRANSIENT_FAULTS, EmulatorConfig, FaultKind, Latency
-from clearapi.testing.emulator.responder import (
+from clearapi_testing.emulator.app import App, Extension
+from clearapi_testing.emulator.config import ALL_FAULTS, TRANSIENT_FAULTS, EmulatorConfig, FaultKind, Latency
+from clearapi_testing.emulator.responder import (
     Completion,
     DefaultResponder,
     Responder,
@@ -72,12 +72,12 @@ from clearapi.testing.emulator.responder import (
     Token,
     count_tokens,
 )
-from clearapi.testing.emulator.router import Route, Router
-from clearapi.testing.emulator.server import Emulator
-from clearapi.testing.emulator.state import State
-from clearapi.testing.emulator.stats import StatsSnapshot
-from clearapi.testing.emulator.thread import EmulatorThread
-from clearapi.testing.emulator.wire import ApiError, Part, Request, Response, json_response
+from clearapi_testing.emulator.router import Route, Router
+from clearapi_testing.emulator.server import Emulator
+from clearapi_testing.emulator.state import State
+from clearapi_testing.emulator.stats import StatsSnapshot
+from clearapi_testing.emulator.thread import EmulatorThread
+from clearapi_testing.emulator.wire import ApiError, Part, Request, Response, json_response
 
 __all__ = [
     "ALL_FAULTS",

@@ -13,12 +13,12 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from clearapi.testing.emulator.config import EmulatorConfig
-from clearapi.testing.emulator.limits import Clock
-from clearapi.testing.emulator.stats import Stats
+from clearapi_testing.emulator.config import EmulatorConfig
+from clearapi_testing.emulator.limits import Clock
+from clearapi_testing.emulator.stats import Stats
 
 if TYPE_CHECKING:
-    from clearapi.testing.emulator.responder import Responder
+    from clearapi_testing.emulator.responder import Responder
 
 __all__ = ["State"]
 

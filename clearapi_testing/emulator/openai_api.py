@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from clearapi.testing.emulator.responder import Completion, ResponderRequest, prompt_tokens
-from clearapi.testing.emulator.router import Cost, Router
-from clearapi.testing.emulator.state import State
-from clearapi.testing.emulator.wire import ApiError, Request, Response, json_response
+from clearapi_testing.emulator.responder import Completion, ResponderRequest, prompt_tokens
+from clearapi_testing.emulator.router import Cost, Router
+from clearapi_testing.emulator.state import State
+from clearapi_testing.emulator.wire import ApiError, Request, Response, json_response
 
 __all__ = ["install", "message_text", "parse_chat_request"]
 

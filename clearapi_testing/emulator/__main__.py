@@ -1,4 +1,4 @@
-"""``python -m clearapi.testing.emulator``: the emulator as a process, for benchmarks.
+"""``python -m clearapi_testing.emulator``: the emulator as a process, for benchmarks.
 
 Prints ``clearapi emulator listening on http://127.0.0.1:PORT`` (one line, flushed) and serves
 until SIGINT or SIGTERM. The API key, if wanted, is read from an environment variable so it never
@@ -17,12 +17,12 @@ from pathlib import Path
 
 import orjson
 
-from clearapi.testing.emulator.config import ALL_FAULTS, EmulatorConfig, Latency
-from clearapi.testing.emulator.server import Emulator
+from clearapi_testing.emulator.config import ALL_FAULTS, EmulatorConfig, Latency
+from clearapi_testing.emulator.server import Emulator
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m clearapi.testing.emulator",
+    p = argparse.ArgumentParser(prog="python -m clearapi_testing.emulator",
                                 description="Loopback OpenAI/Anthropic API emulator.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")

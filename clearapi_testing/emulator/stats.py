@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from clearapi.testing.cassettes import canonical_body
+from clearapi_testing.cassettes import canonical_body
 
 __all__ = ["Stats", "StatsSnapshot", "body_digest"]
 

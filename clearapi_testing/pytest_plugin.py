@@ -1,6 +1,6 @@
 """pytest fixtures for clearapi's and its users' tests: a loopback API emulator per test.
 
-Enable with ``pytest_plugins = ["clearapi.testing.pytest_plugin"]`` in a ``conftest.py``.
+Enable with ``pytest_plugins = ["clearapi_testing.pytest_plugin"]`` in a ``conftest.py``.
 
 - ``emulator``: a started `EmulatorThread` with the default config (no limits, no faults, no key).
 - ``emulator_factory(config=None, *, responder=None, extensions=(), clock=..., **fields)``: start one
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from clearapi.testing.emulator import EmulatorThread
+from clearapi_testing.emulator import EmulatorThread
 
 __all__ = ["emulator", "emulator_factory"]
 

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from clearapi.testing.emulator.wire import Request, Response
+from clearapi_testing.emulator.wire import Request, Response
 
 if TYPE_CHECKING:
-    from clearapi.testing.emulator.state import State
+    from clearapi_testing.emulator.state import State
 
 __all__ = ["Cost", "CostFn", "Handler", "Route", "RouteProvider", "Router"]
 

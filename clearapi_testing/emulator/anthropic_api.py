@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from clearapi.testing.emulator.openai_api import message_text
-from clearapi.testing.emulator.responder import ResponderRequest, count_tokens
-from clearapi.testing.emulator.router import Cost, Router
-from clearapi.testing.emulator.state import State
-from clearapi.testing.emulator.wire import ApiError, Request, Response, json_response
+from clearapi_testing.emulator.openai_api import message_text
+from clearapi_testing.emulator.responder import ResponderRequest, count_tokens
+from clearapi_testing.emulator.router import Cost, Router
+from clearapi_testing.emulator.state import State
+from clearapi_testing.emulator.wire import ApiError, Request, Response, json_response
 
 __all__ = ["install", "parse_messages_request"]
 

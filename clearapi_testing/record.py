@@ -3,21 +3,21 @@ real openai SDK to a real endpoint, with every HTTP exchange captured.
 
 Usage::
 
-    python -m clearapi.testing.record --provider local --out cassettes/local.json
-    python -m clearapi.testing.record --provider llamacpp-server --llama-server \\
+    python -m clearapi_testing.record --provider local --out cassettes/local.json
+    python -m clearapi_testing.record --provider llamacpp-server --llama-server \\
         --out cassettes/llamacpp-server.json
-    OPENAI_API_KEY=... python -m clearapi.testing.record --provider openai --model gpt-4o-mini \\
+    OPENAI_API_KEY=... python -m clearapi_testing.record --provider openai --model gpt-4o-mini \\
         --out cassettes/openai.json
 
 ``--provider local`` records the in-process SmolLM2 through an OpenAI-shaped transport
-(`clearapi.testing.local_openai`); ``--llama-server`` starts ``python -m llama_cpp.server``
+(`clearapi_testing.local_openai`); ``--llama-server`` starts ``python -m llama_cpp.server``
 on 127.0.0.1 with the local GGUF file and records against it; any other profile is called
 at its base URL (or ``--base-url``) with the key from its environment variable.
 
 Why through the adapter rather than raw SDK calls: a cassette only replays if the replaying
 client sends byte-for-byte the same bodies, and in tests that client is our adapter.
 
-Two files are written: the cassette (`clearapi.testing.cassettes` format: request and
+Two files are written: the cassette (`clearapi_testing.cassettes` format: request and
 response bodies, a few safe response headers, never a request header, so keys cannot leak)
 and ``NAME.normalised.json`` beside it: the profile used, each `ChatRequest` sent and the
 `ChatResponse` the adapter made of it, which the replay test must reproduce exactly.
@@ -47,7 +47,8 @@ from clearapi.adapters.openai_chat import OpenAIChatAdapter
 from clearapi.errors import ClearAPIError
 from clearapi.profiles import Profile, load_profile
 from clearapi.records import ChatRequest, ChatResponse, Message
-from clearapi.testing.cassettes import (
+from clearapi.writers import write_json_atomic
+from clearapi_testing.cassettes import (
     Cassette,
     Interaction,
     RecordedRequest,
@@ -55,7 +56,6 @@ from clearapi.testing.cassettes import (
     RecordedWith,
     save_cassette,
 )
-from clearapi.writers import write_json_atomic
 
 __all__ = ["RECORDED_REQUESTS", "RecordingTransport", "local_profile", "main", "normalised", "record"]
 
@@ -150,7 +150,7 @@ async def record(provider: str, out: Path, *, base_url: str | None = None, model
     versions = {"openai": openai.__version__, "clearapi": __version__}
     if provider == "local":
         from clearapi.adapters.local_llama import LocalLlamaAdapter
-        from clearapi.testing.local_openai import LocalOpenAITransport
+        from clearapi_testing.local_openai import LocalOpenAITransport
 
         local = LocalLlamaAdapter(model_path=model_path)
         profile = local_profile(model or "smollm2-135m-instruct")
@@ -165,7 +165,7 @@ async def record(provider: str, out: Path, *, base_url: str | None = None, model
         server_label = f"{provider} at {url}"
         if llama_server:
             from clearapi.adapters.local_model import resolve_model_path
-            from clearapi.testing.llama_server import LlamaServer
+            from clearapi_testing.llama_server import LlamaServer
 
             server = LlamaServer(resolve_model_path(model_path), model_alias=model or "smollm2-135m-instruct")
             await asyncio.to_thread(server.start)
@@ -191,8 +191,8 @@ async def record(provider: str, out: Path, *, base_url: str | None = None, model
     cassette = Cassette(
         recorded_at=now,
         recorded_with=RecordedWith(server=server_label, model=model, versions=versions),
-        how=(f"Recorded {now.isoformat()} by `python -m clearapi.testing.record`: the fixed requests "
-             f"{[n for n, _ in RECORDED_REQUESTS]} (clearapi.testing.record.RECORDED_REQUESTS) sent through "
+        how=(f"Recorded {now.isoformat()} by `python -m clearapi_testing.record`: the fixed requests "
+             f"{[n for n, _ in RECORDED_REQUESTS]} (clearapi_testing.record.RECORDED_REQUESTS) sent through "
              f"clearapi's OpenAIChatAdapter and the openai SDK {openai.__version__} to {server_label}, "
              f"profile {profile.name!r}, model {model!r}. Response bodies are verbatim; request headers "
              "are not stored."),
@@ -221,7 +221,7 @@ def _llama_version() -> str:
 
 
 def _command(provider: str, out: Path, model: str | None, llama_server: bool) -> str:
-    parts = ["python -m clearapi.testing.record", f"--provider {provider}"]
+    parts = ["python -m clearapi_testing.record", f"--provider {provider}"]
     if llama_server:
         parts.append("--llama-server")
     if model and provider != "local" and not llama_server:
@@ -231,7 +231,7 @@ def _command(provider: str, out: Path, model: str | None, llama_server: bool) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clearapi.testing.record", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m clearapi_testing.record", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--provider", required=True, help="profile name, or 'local' for the in-process model")
     parser.add_argument("--base-url", help="override the profile's base URL")

@@ -20,20 +20,20 @@ from typing import Any
 
 import orjson
 
-from clearapi.testing.cassettes import CassettePlayer, player_from, request_key
-from clearapi.testing.emulator import admin, anthropic_api, openai_api
-from clearapi.testing.emulator.config import EmulatorConfig, Latency
-from clearapi.testing.emulator.faults import FaultPlan, fault_error
-from clearapi.testing.emulator.limits import Clock, RateLimits, retry_after_headers
-from clearapi.testing.emulator.responder import DefaultResponder, Responder
-from clearapi.testing.emulator.router import Route, Router
-from clearapi.testing.emulator.state import State
-from clearapi.testing.emulator.stats import body_digest
-from clearapi.testing.emulator.wire import ApiError, Provider, Request, Response, error_response
+from clearapi_testing.cassettes import CassettePlayer, player_from, request_key
+from clearapi_testing.emulator import admin, anthropic_api, openai_api
+from clearapi_testing.emulator.config import EmulatorConfig, Latency
+from clearapi_testing.emulator.faults import FaultPlan, fault_error
+from clearapi_testing.emulator.limits import Clock, RateLimits, retry_after_headers
+from clearapi_testing.emulator.responder import DefaultResponder, Responder
+from clearapi_testing.emulator.router import Route, Router
+from clearapi_testing.emulator.state import State
+from clearapi_testing.emulator.stats import body_digest
+from clearapi_testing.emulator.wire import ApiError, Provider, Request, Response, error_response
 
 __all__ = ["App", "Extension", "draw_latency_ms"]
 
-log = logging.getLogger("clearapi.testing.emulator")
+log = logging.getLogger("clearapi_testing.emulator")
 
 #: ``install(router, state)``: how extensions add routes (see the package docstring)
 Extension = Callable[[Router, State], None]
