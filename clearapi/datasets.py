@@ -100,11 +100,13 @@ class DatasetReader:
         system_column: str | None = None,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         id_field: str | None = None,
+        name: str | None = None,
     ) -> None:
         if max_line_bytes < 1:
             raise ValueError("max_line_bytes must be at least 1")
         self.path = Path(path)
-        self.name = str(path)
+        #: what messages and rejects call the file (a spooled stdin is read from a copy)
+        self.name = name if name is not None else str(path)
         self.max_line_bytes = max_line_bytes
         self.id_field = id_field
         self.forced_format = formats.canonical_format(format)

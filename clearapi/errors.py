@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import re
 
+from clearapi.redact import redact_urls
+
 __all__ = [
     "AuthError",
     "BadRequest",
@@ -49,7 +51,8 @@ _KEY_PATTERNS = re.compile(
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """Remove anything that looks like an API key, and the given secrets, from `text`."""
+    """Remove anything that looks like an API key, URL credentials, and the given secrets, from `text`."""
+    text = redact_urls(text)
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")

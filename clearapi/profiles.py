@@ -73,6 +73,7 @@ class Profile(BaseModel):
     protocol: Protocol
     base_url: str | None = None
     api_key_env: str | None = Field(default=None, description="env var holding the key; None = no key")
+    base_url_env: str | None = Field(default=None, description="env var that overrides base_url (the SDK's own)")
     default_model: str
     capabilities: Capabilities = Field(default_factory=Capabilities)
     limits: Limits = Field(default_factory=Limits)
@@ -125,6 +126,18 @@ class Profile(BaseModel):
             return self.prices[best]
         globbed = max((k for k in self.prices if fnmatch.fnmatchcase(model, k)), key=len, default=None)
         return self.prices[globbed] if globbed else None
+
+
+def resolve_base_url(profile: Profile, explicit: str | None = None) -> tuple[str | None, str]:
+    """The base URL in force and where it came from: ``--base-url``, then the profile's environment
+    variable (``OPENAI_BASE_URL``, as the SDKs and every peer honour it), then the profile."""
+    if explicit:
+        return explicit, "--base-url"
+    if profile.base_url_env:
+        from_env = os.environ.get(profile.base_url_env, "").strip()
+        if from_env:
+            return from_env, f"${profile.base_url_env}"
+    return profile.base_url, "profile"
 
 
 def profile_dirs() -> list[Path]:

@@ -13,6 +13,7 @@ import os
 from clearapi.adapters.base import Adapter
 from clearapi.errors import AuthError, ConfigError
 from clearapi.profiles import Profile
+from clearapi.redact import valid_api_key_problem
 
 __all__ = ["ADAPTERS", "Adapter", "create_adapter", "resolve_api_key"]
 
@@ -31,15 +32,24 @@ def resolve_api_key(profile: Profile, explicit: str | None = None) -> str | None
     error says exactly which variable to set, in one line, without any key material.
     """
     if explicit:
-        return explicit
+        return _checked_key(explicit, "the API key given", profile)
     if not profile.api_key_env:
         return None
     from_env = os.environ.get(profile.api_key_env, "").strip()
     if from_env:
-        return from_env
+        return _checked_key(from_env, profile.api_key_env, profile)
     if profile.key_optional:
         return None
     raise AuthError(f"missing API key for provider {profile.name!r}: set {profile.api_key_env}")
+
+
+def _checked_key(key: str, where: str, profile: Profile) -> str:
+    """Refuse a key that cannot be a key before anything is sent; the message never quotes it."""
+    problem = valid_api_key_problem(key)
+    if problem is not None:
+        raise AuthError(f"{where} for provider {profile.name!r} {problem}; API keys are printable ASCII "
+                        "without spaces: paste it again (nothing was sent)")
+    return key
 
 
 def create_adapter(profile: Profile, *, model: str | None = None, base_url: str | None = None,

@@ -14,7 +14,7 @@ from typing import Generic, Protocol, TypeVar
 import httpx2
 
 from clearapi.errors import ConfigError
-from clearapi.profiles import Profile
+from clearapi.profiles import Profile, resolve_base_url
 
 __all__ = ["NO_KEY", "HostedAdapter", "pool_limits"]
 
@@ -41,7 +41,7 @@ class HostedAdapter(Generic[ClientT]):
 
     def __init__(self, profile: Profile, *, model: str | None, base_url: str | None,
                  api_key: str | None) -> None:
-        url = base_url or profile.base_url
+        url = resolve_base_url(profile, base_url)[0]
         if not url:
             raise ConfigError(f"provider {profile.name!r} has no base_url; pass --base-url")
         self._profile = profile

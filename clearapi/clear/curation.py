@@ -60,8 +60,11 @@ from clearapi.errors import (
     RateLimited,
     TransientError,
 )
+from clearapi.outdir import OutputFolder, partial_name
 from clearapi.profiles import load_profile
 from clearapi.records import Capabilities, Example, Reject, RowCounts, Score, Summary
+from clearapi.redact import redact_url
+from clearapi.spool import SpooledInput
 from clearapi.writers import AtomicJsonlWriter, dumps_line, write_json_atomic
 
 __all__ = ["CurateOptions", "curate", "estimate", "score"]
@@ -124,6 +127,7 @@ class CurateOptions:
     def settings(self) -> dict[str, Any]:
         """What goes into summary.json: every option except the key."""
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k != "api_key"}
+        out["base_url"] = redact_url(self.base_url)
         out["threshold_rule"] = (
             f"filter fraction {self.filter_fraction}" if self.filter_fraction is not None
             else f"absolute {self.threshold if self.threshold is not None else DEFAULT_THRESHOLD}")
@@ -157,8 +161,17 @@ def _window(engine: Engine) -> int | None:
     return None if engine.batch is not None else max(4, 2 * engine.max_concurrency)
 
 
-def _reader(input: str | os.PathLike[str], opts: CurateOptions) -> DatasetReader:
-    return DatasetReader(input, prompt_column=opts.prompt_column, response_column=opts.response_column)
+def _reader(input: SpooledInput, opts: CurateOptions) -> DatasetReader:
+    return DatasetReader(input.path, prompt_column=opts.prompt_column, response_column=opts.response_column,
+                         name=input.name)
+
+
+async def _spooled(stack: contextlib.AsyncExitStack, input: str | os.PathLike[str]) -> SpooledInput:
+    """The input, copied once to a private file first if it can be read only once (stdin, a pipe)."""
+    spooled = SpooledInput(input)
+    await asyncio.to_thread(spooled.__enter__)
+    stack.push(spooled)
+    return spooled
 
 
 def _model_name(engine: Engine) -> str:
@@ -208,12 +221,13 @@ async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
     go to `on_reject` if given. Pass `engine` to reuse one (its provider options win).
     """
     opts = _options(**options)
-    reader = _reader(input, opts)
     async with contextlib.AsyncExitStack() as stack:
+        source = await _spooled(stack, input)
+        reader = _reader(source, opts)
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
         plan = _plan(engine.capabilities, opts)
-        async for item in _score_rows(engine, reader, plan, str(input)):
+        async for item in _score_rows(engine, reader, plan, source.name):
             if isinstance(item, Reject):
                 if on_reject is not None:
                     on_reject(item)
@@ -232,9 +246,10 @@ def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
     if opts.batch and price is not None and price.batch_discount:  # what batch mode is billed at
         keep = 1.0 - price.batch_discount
         price = price.model_copy(update={"input": price.input * keep, "output": price.output * keep})
-    reader = _reader(input, opts)
-    return estimate_run(reader, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
-                        filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
+    with SpooledInput(input) as source:
+        reader = _reader(source, opts)
+        return estimate_run(reader, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
+                            filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
 
 
 def _now() -> str:
@@ -284,17 +299,25 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                 f"{opts.target!r} is a preference target: curate with a supervised target, then run "
                 f"`clearapi convert {out_dir} --target {opts.target} -o pairs.jsonl`")
     out = Path(out_dir)
-    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
-    reader = _reader(input, opts)
     async with contextlib.AsyncExitStack() as stack:
+        source = await _spooled(stack, input)
+        reader = _reader(source, opts)
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
-        return await _run(engine, reader, str(input), out, opts, started)
+        # outputs are staged, then moved into place in one step (clearapi.outdir)
+        folder = OutputFolder(out, outputs=OUTPUTS.values(), reads=[input, engine.cache_path, opts.model_path])
+        await asyncio.to_thread(stack.enter_context, folder)
+        summary = await _run(engine, reader, source.name, folder.stage, opts, started, output_dir=out)
+        if not summary.completed:  # partial results go under names that say so
+            summary.outputs = {k: partial_name(v) for k, v in summary.outputs.items()}
+            write_json_atomic(folder.stage / OUTPUTS["summary"], summary)
+        await asyncio.to_thread(folder.commit, complete=summary.completed)
+        return summary
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opts: CurateOptions,
-               started: str) -> Summary:
+               started: str, *, output_dir: Path) -> Summary:
     plan = _plan(engine.capabilities, opts)
     settings = PolicySettings(action=opts.action, correct_threshold=opts.correct_threshold, eta=opts.eta)
     tally = _Tally()
@@ -359,7 +382,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         finally:
             with contextlib.suppress(FileNotFoundError):
                 scratch.unlink()
-    summary = _summary(engine, input, out, opts, plan, started, tally, threshold, stopped, read_stats)
+    summary = _summary(engine, input, output_dir, opts, plan, started, tally, threshold, stopped, read_stats)
     write_json_atomic(out / OUTPUTS["summary"], summary)
     _write_report(out, summary)
     return summary
@@ -437,8 +460,11 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
                "scoring_calls_planned": plan.calls_per_row()}
     reason = None
     if stopped is not None:
-        reason = (f"{type(stopped).__name__}: {stopped}. Rows after line {tally.last_line} were not "
-                  "processed; re-run the same command to resume (finished calls come from the cache).")
+        done = (f"{rows} row(s) finished, the last at line {tally.last_line}" if rows
+                else "no row finished")
+        reason = (f"{type(stopped).__name__}: {stopped}. {done} after {engine.stats.requests} API call(s); "
+                  "later rows were not finished; re-run the same command to resume (answers already "
+                  "received come from the cache).")
     elif read_stats.truncated:
         reason = read_stats.stopped_reason
     return Summary(
@@ -446,7 +472,8 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
         model=model, started_at=started, finished_at=_now(), completed=stopped is None,
         stopped_reason=reason, counts=tally.counts,
         # what the run did, not what was asked: None ("the provider's default") becomes the value used
-        settings={**opts.settings(), "best_answer": plan.best_answer, "demonstrations": plan.demonstrations,
+        settings={**opts.settings(), "base_url": redact_url(engine.base_url),
+                  "base_url_source": engine.base_url_source, "best_answer": plan.best_answer, "demonstrations": plan.demonstrations,
                   "demo_sets": plan.sets(), "per_row": per_row, "format": read_stats.format},
         threshold=threshold, engine=engine.stats, signals=signals,
         outputs={k: v for k, v in OUTPUTS.items() if k != "report"},

@@ -2,16 +2,23 @@
 
 Each subcommand lives in its own module under `clearapi.cli` with two functions,
 `add_parser(subparsers)` and `run(args) -> int`; every piece of logic sits behind the
-public library API. Errors from clearapi's tree become one line on stderr and exit code
-2 (usage/input) or 1 (a run that stopped), never a traceback.
+public library API. Errors from clearapi's tree become one line on stderr, never a traceback.
+
+Exit codes: 0 the run completed; 1 it stopped (a refused or missing key, no quota, --max-cost,
+a file system error) and kept what finished; 2 usage (bad option, unreadable input, an output
+that would overwrite an input, an output folder in use); 3 it finished but rows are missing or
+failed (a truncated input); 130 interrupted (Ctrl-C). A reader that closes our stdout early
+(``clearapi providers --json | head -1``) changes nothing: the rest of the output is dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO, cast
 
 from clearapi._version import __version__
 from clearapi.errors import AuthError, ClearAPIError, ConfigError, FatalError, InputError
@@ -33,12 +40,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _PipeSafeStdout:
+    """stdout that goes quiet once its reader is gone, instead of raising BrokenPipeError."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        # what is still buffered, and the interpreter's final flush, go to /dev/null
+        self.gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # not a real file descriptor (a test's capture)
+            pass
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
+    real_stdout = sys.stdout
+    sys.stdout = cast(TextIO, _PipeSafeStdout(real_stdout))
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
+        code = _run(args)
+        sys.stdout.flush()
+        return code
+    finally:
+        sys.stdout = real_stdout
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.run(args)
         return code
@@ -53,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ClearAPIError as exc:
         print(f"clearapi: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a disk that fills up, a folder that goes away mid-run
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"clearapi: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("clearapi: interrupted; finished work is saved in the cache", file=sys.stderr)

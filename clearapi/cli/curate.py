@@ -125,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
     summary = asyncio.run(curate(args.input, args.out_dir, **options))
     print(describe(summary))
     if not summary.completed:
-        print(f"clearapi: stopped: {summary.stopped_reason}", file=sys.stderr)
+        print(f"clearapi: stopped: {summary.stopped_reason} Complete outputs of an earlier run, if any, "
+              "were left as they were; this run's results are in the .partial files.", file=sys.stderr)
         return 1
+    if summary.stopped_reason:  # finished, but the input broke off (a truncated gzip): rows are missing
+        print(f"clearapi: warning: {summary.stopped_reason}", file=sys.stderr)
+        return 3
     return 0

@@ -12,7 +12,8 @@ import json
 import os
 from typing import Any
 
-from clearapi.profiles import Profile, list_profiles, load_profile
+from clearapi.profiles import Profile, list_profiles, load_profile, resolve_base_url
+from clearapi.redact import redact_url
 
 
 def add_parser(sub: Any) -> None:
@@ -33,9 +34,23 @@ def key_status(profile: Profile) -> str:
     return "optional" if profile.key_optional else "missing"
 
 
+def url_in_force(profile: Profile) -> tuple[str | None, str]:
+    """The base URL a run would use (credentials masked) and where it comes from."""
+    url, source = resolve_base_url(profile)
+    return redact_url(url), source
+
+
+def url_text(profile: Profile) -> str:
+    url, source = url_in_force(profile)
+    if url is None:
+        return "(in process)"
+    return url if source == "profile" else f"{url} (from {source})"
+
+
 def describe(profile: Profile) -> dict[str, Any]:
     """The facts shown for one profile, JSON-ready."""
     data = profile.model_dump(mode="json", exclude={"description"})
+    data["base_url"], data["base_url_source"] = url_in_force(profile)
     return {"name": profile.name, "description": profile.description, "key": key_status(profile), **data}
 
 
@@ -65,7 +80,7 @@ def table(profiles: list[Profile]) -> str:
     rows = [header]
     for p in profiles:
         key = f"{p.api_key_env} ({key_status(p)})" if p.api_key_env else "-"
-        rows.append((p.name, p.protocol, p.base_url or "(in process)", key, p.default_model,
+        rows.append((p.name, p.protocol, url_text(p), key, p.default_model,
                      capability_text(p), limits_text(p)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
@@ -77,7 +92,7 @@ def table(profiles: list[Profile]) -> str:
 def detail(profile: Profile) -> str:
     lines = [f"{profile.name}: {profile.description}".rstrip(": "),
              f"  protocol       {profile.protocol}",
-             f"  base URL       {profile.base_url or '(in process)'}",
+             f"  base URL       {url_text(profile)}",
              f"  API key        {profile.api_key_env or '-'} ({key_status(profile)})",
              f"  default model  {profile.default_model}",
              f"  capabilities   {capability_text(profile)}",

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
 from clearapi.cli.curate import add_common, common_options
+from clearapi.errors import ConfigError, FatalError, InputError
 
 
 def add_parser(sub: Any) -> None:
@@ -20,16 +22,29 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-async def _score(input: Path, out_dir: Path, options: dict[str, Any]) -> tuple[int, int]:
+async def _score(input: Path, out_dir: Path, options: dict[str, Any]) -> tuple[int, int, FatalError | None]:
     from clearapi.clear.curation import OUTPUTS, score
+    from clearapi.engine.cache import default_cache_path
+    from clearapi.outdir import OutputFolder
     from clearapi.writers import AtomicJsonlWriter
 
-    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-    with AtomicJsonlWriter(out_dir / OUTPUTS["scores"]) as scores, \
-            AtomicJsonlWriter(out_dir / OUTPUTS["rejects"]) as rejects:
-        async for row in score(input, on_reject=rejects.write, **options):
-            scores.write(row)
-        return scores.lines, rejects.lines
+    cache = options["cache"]
+    reads = [input, options["model_path"], default_cache_path() if cache is True else (cache or None)]
+    stopped: FatalError | None = None
+    with OutputFolder(out_dir, outputs=[OUTPUTS["scores"], OUTPUTS["rejects"]], reads=reads) as folder:
+        with AtomicJsonlWriter(folder.stage / OUTPUTS["scores"]) as scores, \
+                AtomicJsonlWriter(folder.stage / OUTPUTS["rejects"]) as rejects:
+            try:
+                async for row in score(input, on_reject=rejects.write, **options):
+                    scores.write(row)
+            except (ConfigError, InputError):
+                raise  # usage, not a stop: nothing to keep
+            except FatalError as exc:  # keep what finished, under .partial names
+                stopped = exc
+        if stopped is not None and not scores.lines and not rejects.lines:
+            raise stopped
+        folder.commit(complete=stopped is None)
+    return scores.lines, rejects.lines, stopped
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
 
         print(estimate(args.input, **options).describe())
         return 0
-    scored, rejected = asyncio.run(_score(args.input, args.out_dir, options))
+    scored, rejected, stopped = asyncio.run(_score(args.input, args.out_dir, options))
+    if stopped is not None:
+        print(f"clearapi: stopped: {type(stopped).__name__}: {stopped}. {scored} row(s) scored and {rejected} "
+              f"rejected before the stop, in {args.out_dir / 'scores.partial.jsonl'}; complete outputs of an "
+              "earlier run, if any, were left as they were. Re-run the same command to resume (answers "
+              "already received come from the cache).", file=sys.stderr)
+        return 1
     print(f"{scored} rows scored, {rejected} rejected; see {args.out_dir / 'scores.jsonl'}")
     return 0

@@ -54,8 +54,9 @@ from clearapi.errors import (
     RateLimited,
     TransientError,
 )
-from clearapi.profiles import Profile, load_profile
+from clearapi.profiles import Profile, load_profile, resolve_base_url
 from clearapi.records import Capabilities, ChatRequest, ChatResponse, RateLimitInfo, RunStats
+from clearapi.redact import redact_url
 
 __all__ = ["Engine"]
 
@@ -112,7 +113,10 @@ class Engine:
     ) -> None:
         self.profile: Profile = provider if isinstance(provider, Profile) else load_profile(provider)
         self.model: str = model or getattr(adapter, "model", None) or self.profile.default_model
-        self.base_url: str | None = base_url or self.profile.base_url
+        #: the URL in force (--base-url, then the profile's env var, then the profile) and where it came from
+        self.base_url, self.base_url_source = resolve_base_url(self.profile, base_url)
+        #: what is written down or hashed: the same URL without credentials
+        self._shown_url = redact_url(self.base_url)
         _check_positive(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, timeout=timeout,
                         max_attempts=max_attempts, burst_seconds=burst_seconds)
         if max_cost is not None and max_cost < 0:
@@ -136,7 +140,7 @@ class Engine:
         if adapter is None:
             from clearapi.adapters import create_adapter
 
-            adapter = create_adapter(self.profile, model=self.model, base_url=base_url, api_key=api_key,
+            adapter = create_adapter(self.profile, model=self.model, base_url=self.base_url, api_key=api_key,
                                      timeout=timeout, max_concurrency=self.max_concurrency)
             self._owns_adapter = True
         else:
@@ -181,7 +185,7 @@ class Engine:
             self._batch = BatchDispatcher(
                 make_submitter(self.profile.protocol, self.adapter, provider=self.profile.name), self.batch,
                 budget=self._budget, stats=self._stats, discount=price.batch_discount if price else 0.0,
-                provider=self.profile.name, base_url=self.base_url or "", model=self.model,
+                provider=self.profile.name, base_url=self._shown_url or "", model=self.model,
                 store=BatchStore(self._cache) if self._cache is not None else None,
                 cache_put=self._cache.put if self._cache is not None else None,
                 prompt_estimate=_prompt_tokens_estimate)
@@ -293,7 +297,7 @@ class Engine:
         if request.model is None and self._adapter_model_differs:
             request = request.model_copy(update={"model": self.model})
         key = cache_key(request, profile=self.profile.name, protocol=self.profile.protocol,
-                        base_url=self.base_url, model=request.model or self.model)
+                        base_url=self._shown_url, model=request.model or self.model)
         while True:
             shared = await self._join_flight(key)
             if shared is not None:
