@@ -10,9 +10,9 @@ What a run never does to the user's files:
   A run that completes moves them over the final names (summary.json last); a stopped run moves
   them to ``*.partial.*`` names and the previous complete outputs stay byte-identical; an
   interrupted or killed run moves nothing.
-- **One run at a time.** ``.clearapi.lock`` is held with ``flock`` for the whole run; the kernel
-  releases it when the process dies, however it dies, so a killed run never leaves it stuck. A
-  second run is refused with the holder's process id. Under the lock, what dead runs left behind
+- **One run at a time.** ``.clearapi.lock`` is held with ``flock`` for the whole run (and removed
+  at its end); the kernel releases the lock when the process dies, however it dies, so a killed run
+  never leaves it stuck. A second run is refused with the holder's process id. Under the lock, what dead runs left behind
   (staging folders, writers' temporary files) is removed.
 """
 
@@ -115,27 +115,39 @@ class OutputFolder:
 
     def _lock(self) -> None:
         lock_path = self.path / LOCK_NAME
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ConfigError(f"cannot write to the output folder {self.path}: {_why(exc)}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        while True:
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise ConfigError(f"cannot write to the output folder {self.path}: {_why(exc)}") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise ConfigError(f"output folder {self.path} is in use by PID {holder} (another clearapi "
+                                  "run); wait for it to finish or choose another output folder") from None
+            except OSError as exc:  # a filesystem without locks: say so rather than run unprotected
+                os.close(fd)
+                raise ConfigError(f"cannot lock the output folder {self.path}: {_why(exc)}") from exc
+            # the run before us may have removed the file between our open and our lock: lock the new one
+            try:
+                if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise ConfigError(f"output folder {self.path} is in use by PID {holder} (another clearapi run); "
-                              "wait for it to finish or choose another output folder") from None
-        except OSError as exc:  # a filesystem without locks: say so rather than run unprotected
-            os.close(fd)
-            raise ConfigError(f"cannot lock the output folder {self.path}: {_why(exc)}") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._lock_fd = fd
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock; the file stays, so no race on its inode
+            # removed while still held (a waiter then sees a new inode and retries), so a finished
+            # run leaves nothing behind; a killed run leaves the file, unlocked, with its dead PID
+            with contextlib.suppress(OSError):
+                (self.path / LOCK_NAME).unlink()
+            os.close(self._lock_fd)
             self._lock_fd = None
 
     def _remove_leftovers(self) -> None:

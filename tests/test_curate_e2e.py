@@ -186,10 +186,11 @@ def test_auth_failure_stops_cleanly(tmp_path: Path, emulator_factory: Any, monke
     src, total = _subset(tmp_path, 5, bad=False)
     out = tmp_path / "out"
     assert main(_openai_args(emu, src, out)) == 1
-    summary = json.loads((out / "summary.json").read_text())
+    assert not (out / "summary.json").exists()  # a stopped run writes only under .partial names
+    summary = json.loads((out / "summary.partial.json").read_text())
     assert summary["completed"] is False
     assert "AuthError" in summary["stopped_reason"]
-    assert "sk-wrong-key" not in (out / "summary.json").read_text()
+    assert "sk-wrong-key" not in (out / "summary.partial.json").read_text()
     c = summary["counts"]
     assert c["rows"] < total and c["rows"] == c["kept"] + c["corrected"] + c["dropped"] + c["rejected"]
 
@@ -204,7 +205,7 @@ def test_fatal_error_mid_run_keeps_finished_rows(tmp_path: Path, emulator_factor
     args[args.index("--no-cache")] = "--cache"
     args.insert(args.index("--cache") + 1, str(tmp_path / "cache.sqlite"))
     assert main(args) == 1
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.partial.json").read_text())
     assert summary["completed"] is False and "QuotaExhausted" in summary["stopped_reason"]
     c = summary["counts"]
     assert 0 < c["rows"] < total
@@ -217,6 +218,7 @@ def test_fatal_error_mid_run_keeps_finished_rows(tmp_path: Path, emulator_factor
     assert summary["completed"] is True and summary["counts"]["rows"] == total
     assert summary["engine"]["cache_hits"] > 0
     assert emu.stats().requests - before == summary["engine"]["requests"]
+    assert not list(out.glob("*.partial.*"))  # the complete run supersedes the stopped one's files
 
 
 def test_threshold_extremes_and_filter_action(tmp_path: Path, emulator: EmulatorThread,
@@ -246,7 +248,7 @@ def test_truncated_gzip_is_reported_in_the_summary(tmp_path: Path, emulator: Emu
     src = tmp_path / "input.jsonl.gz"
     src.write_bytes(packed[:-30])  # the stream breaks after the examples
     out = tmp_path / "out"
-    assert main(_openai_args(emulator, src, out)) == 0
+    assert main(_openai_args(emulator, src, out)) == 3  # finished, with rows missing
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["kept"] + summary["counts"]["corrected"] + summary["counts"]["dropped"] == 3
     assert "could not be read from here on" in summary["stopped_reason"]

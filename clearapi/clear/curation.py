@@ -460,11 +460,10 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
                "scoring_calls_planned": plan.calls_per_row()}
     reason = None
     if stopped is not None:
-        done = (f"{rows} row(s) finished, the last at line {tally.last_line}" if rows
-                else "no row finished")
-        reason = (f"{type(stopped).__name__}: {stopped}. {done} after {engine.stats.requests} API call(s); "
-                  "later rows were not finished; re-run the same command to resume (answers already "
-                  "received come from the cache).")
+        done = (f"{rows} row(s) finished before the stop, the last at line {tally.last_line}" if rows
+                else "No row finished before the stop")
+        reason = (f"{type(stopped).__name__}: {stopped}. {done} ({engine.stats.requests} API call(s) made); "
+                  "re-run the same command to resume (answers already received come from the cache).")
     elif read_stats.truncated:
         reason = read_stats.stopped_reason
     return Summary(
