@@ -78,7 +78,7 @@ class OutputFolder:
 
     # -- entering: check, create, lock, clean, stage -------------------------------------------
     def __enter__(self) -> Self:
-        self._refuse_overwriting_reads()
+        self.check()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -104,7 +104,8 @@ class OutputFolder:
         finally:
             self._unlock()
 
-    def _refuse_overwriting_reads(self) -> None:
+    def check(self) -> None:
+        """Refuse an output that is a file the run reads (call it before opening anything)."""
         for name in self.outputs:
             for target in (self.path / name, self.path / partial_name(name)):
                 for read in self.reads:

@@ -52,6 +52,7 @@ from clearapi.clear.signals import SIGNAL_NAMES
 from clearapi.datasets import DatasetReader, ReadStats, to_openai_chat
 from clearapi.engine import Engine
 from clearapi.engine.batch import BatchOptions
+from clearapi.engine.cache import default_cache_path
 from clearapi.errors import (
     BadRequest,
     ClearAPIError,
@@ -153,6 +154,15 @@ def _engine(opts: CurateOptions) -> Engine:
     return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key, rpm=opts.rpm,
                   tpm=opts.tpm, max_concurrency=opts.max_concurrency, cache=opts.cache, max_cost=opts.max_cost,
                   progress=opts.progress, batch=batch)
+
+
+def cache_path(cache: str | os.PathLike[str] | bool | None) -> Path | None:
+    """The response cache file a run with this ``cache`` option reads (None: no cache)."""
+    if cache is True:
+        return default_cache_path()
+    if cache is False or cache is None:
+        return None
+    return Path(cache).expanduser()
 
 
 def _window(engine: Engine) -> int | None:
@@ -299,13 +309,16 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                 f"{opts.target!r} is a preference target: curate with a supervised target, then run "
                 f"`clearapi convert {out_dir} --target {opts.target} -o pairs.jsonl`")
     out = Path(out_dir)
+    # outputs are staged, then moved into place in one step (clearapi.outdir); checked before
+    # anything is opened or created, the cache included
+    cache = engine.cache_path if engine is not None else cache_path(opts.cache)
+    folder = OutputFolder(out, outputs=OUTPUTS.values(), reads=[input, cache, opts.model_path])
+    folder.check()
     async with contextlib.AsyncExitStack() as stack:
         source = await _spooled(stack, input)
         reader = _reader(source, opts)
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
-        # outputs are staged, then moved into place in one step (clearapi.outdir)
-        folder = OutputFolder(out, outputs=OUTPUTS.values(), reads=[input, engine.cache_path, opts.model_path])
         await asyncio.to_thread(stack.enter_context, folder)
         summary = await _run(engine, reader, source.name, folder.stage, opts, started, output_dir=out)
         if not summary.completed:  # partial results go under names that say so

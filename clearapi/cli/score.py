@@ -23,13 +23,11 @@ def add_parser(sub: Any) -> None:
 
 
 async def _score(input: Path, out_dir: Path, options: dict[str, Any]) -> tuple[int, int, FatalError | None]:
-    from clearapi.clear.curation import OUTPUTS, score
-    from clearapi.engine.cache import default_cache_path
+    from clearapi.clear.curation import OUTPUTS, cache_path, score
     from clearapi.outdir import OutputFolder
     from clearapi.writers import AtomicJsonlWriter
 
-    cache = options["cache"]
-    reads = [input, options["model_path"], default_cache_path() if cache is True else (cache or None)]
+    reads = [input, options["model_path"], cache_path(options["cache"])]
     stopped: FatalError | None = None
     with OutputFolder(out_dir, outputs=[OUTPUTS["scores"], OUTPUTS["rejects"]], reads=reads) as folder:
         with AtomicJsonlWriter(folder.stage / OUTPUTS["scores"]) as scores, \
