@@ -419,7 +419,7 @@ def emu_adapter(emu: Emulator, path: str = "/v1", *, key: str = EMU_KEY, timeout
 
 
 async def test_real_http_success_with_logprobs_n_and_ratelimit_headers() -> None:
-    async with Emulator(api_key=EMU_KEY, rpm=6000, tpm=10_000_000) as emu:
+    async with Emulator(api_key=EMU_KEY, rpm=6000, tpm=10_000_000, ratelimit_headers=True) as emu:
         adapter = emu_adapter(emu)
         resp = await adapter.chat(req(logprobs=True, top_logprobs=3, n=2, seed=1, temperature=1.0))
         assert len(resp.choices) == 2 and resp.calls == 1
