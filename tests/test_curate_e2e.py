@@ -328,3 +328,16 @@ def test_row_too_long_for_the_model_is_rejected_without_retries(tmp_path: Path, 
     assert "retries" not in reject["error"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engine"]["retries"] == {}
+
+
+def test_timeout_option_bounds_a_hanging_request(tmp_path: Path, emulator_factory: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first request hangs until the server stops: only --timeout lets the run go on (120 s otherwise)
+    emu = emulator_factory(fault_at={1: "hang"})
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, total = _subset(tmp_path, 3, bad=False)
+    out = tmp_path / "out"
+    assert main(_openai_args(emu, src, out, "--timeout", "1")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed"] is True and summary["counts"]["rows"] == total
+    assert emu.stats().faults["hang"] == 1
