@@ -341,3 +341,20 @@ def test_timeout_option_bounds_a_hanging_request(tmp_path: Path, emulator_factor
     summary = json.loads((out / "summary.json").read_text())
     assert summary["completed"] is True and summary["counts"]["rows"] == total
     assert emu.stats().faults["hang"] == 1
+
+
+def test_scores_do_not_depend_on_faults_on_a_server_with_short_top_logprobs(
+        tmp_path: Path, emulator_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, _ = _subset(tmp_path, 20, bad=False)
+    rude = dict(exact_top_logprobs=False, seed=5)
+    clean = emulator_factory(**rude)
+    faulty = emulator_factory(fault_rate=0.2, fault_kinds=["500", "503", "429", "reset", "truncated"], **rude)
+    assert main(_openai_args(clean, src, tmp_path / "clean", "--max-concurrency", "4")) == 0
+    assert main(_openai_args(faulty, src, tmp_path / "faulty", "--max-concurrency", "4")) == 0
+    assert sum(faulty.stats().faults.values()) > 0
+    a = [(s["line"], s["confidence"], s["action"]) for s in _jsonl(tmp_path / "clean" / "scores.jsonl")]
+    b = [(s["line"], s["confidence"], s["action"]) for s in _jsonl(tmp_path / "faulty" / "scores.jsonl")]
+    assert len(a) == 20 and a == b
+    rows = _jsonl(tmp_path / "faulty" / "scores.jsonl")
+    assert any("renormalised over the" in r["methods"]["self_rating"] for r in rows)  # the short list is said
