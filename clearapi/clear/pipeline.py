@@ -263,7 +263,7 @@ async def _self_rating(engine: Chat, work: RowWork, plan: ScoringPlan,
         if probs is None:
             return None, {"rating_text": response.text}
         got: dict[str, Any] = {"rating_probs": {k: round(v, 4) for k, v in probs.items()}}
-        if len(first.top) < plan.top_logprobs:  # a short list: renormalised over what came back
+        if len(first.top) < plan.top_logprobs and 0.0 in probs.values():  # cut short: renormalised
             got["rating_listed"] = len(first.top)
         return certainty(probs), got
     letters = await _sampled_letters(engine, work, plan, messages, ("A", "B", "C"), "rating")
