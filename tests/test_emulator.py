@@ -659,6 +659,7 @@ async def test_cassette_playback_and_miss(tmp_path: Path) -> None:
 def test_command_line_server_prints_url_and_stops_on_sigterm() -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "clearapi_testing.emulator", "--port", "0", "--rpm", "600",
+                             "--ratelimit-headers",
                              "--latency-ms", "1", "--seed", "5"], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
