@@ -129,7 +129,7 @@ def q() -> ChatRequest:
 
 
 async def test_n_is_separate_concurrent_calls_over_http() -> None:
-    async with Emulator(api_key=KEY, rpm=6000, tpm=10_000_000) as emu:
+    async with Emulator(api_key=KEY, rpm=6000, tpm=10_000_000, ratelimit_headers=True) as emu:
         adapter = emu_adapter(emu)
         resp = await adapter.chat(q().model_copy(update={"n": 3}))
         assert len(resp.choices) == 3 and resp.calls == 3

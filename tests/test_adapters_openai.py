@@ -190,19 +190,40 @@ async def test_n_honoured_is_one_call() -> None:
     await adapter.aclose()
 
 
-async def test_top_logprobs_cap_detected_and_remembered() -> None:
+async def test_short_top_logprobs_list_is_noted_and_never_lowers_later_requests() -> None:
     def handler(body: dict[str, Any]) -> httpx2.Response:
         top = [(f"t{i}", -1.0 - i) for i in range(min(5, body.get("top_logprobs", 0)))]
-        return ok(completion([choice("ab", logprobs=[tok("a", -0.5, top), tok("b", -0.2, top)])]))
+        return ok(completion([choice("ab", logprobs=[tok("a", -0.5, top), tok("b", -0.2, top[:1])])]))
 
     server = Server(handler)
     adapter = adapter_for(server)
     resp = await adapter.chat(req(logprobs=True, top_logprobs=10))
-    assert any("capped at 5" in n for n in resp.notes)
-    assert adapter.capabilities.max_top_logprobs == 5
-    resp2 = await adapter.chat(req(logprobs=True, top_logprobs=10))
-    assert server.bodies[1]["top_logprobs"] == 5
-    assert any("clamped from 10 to 5" in n for n in resp2.notes)
+    assert any("shorter than asked (5 of 10)" in n for n in resp.notes)
+    lp = resp.choices[0].logprobs
+    assert lp is not None and [len(t.top) for t in lp] == [5, 1]  # as they came
+    assert adapter.capabilities.max_top_logprobs == 20
+    await adapter.chat(req(logprobs=True, top_logprobs=10))
+    assert server.bodies[1]["top_logprobs"] == 10  # the next request asks for the full list again
+    await adapter.aclose()
+
+
+async def test_logprobs_missing_from_one_answer_after_others_had_them_is_not_fatal() -> None:
+    calls = [0]
+
+    def handler(body: dict[str, Any]) -> httpx2.Response:
+        calls[0] += 1
+        if calls[0] == 2:
+            return ok(completion([choice("yes")]))
+        return ok(completion([choice("a", logprobs=[tok("a", -0.5, [("a", -0.5)])])]))
+
+    server = Server(handler)
+    adapter = adapter_for(server, "vllm")
+    await adapter.chat(req(logprobs=True, top_logprobs=1))
+    resp = await adapter.chat(req(logprobs=True, top_logprobs=1))
+    assert resp.choices[0].logprobs is None and any("missing from this answer" in n for n in resp.notes)
+    assert adapter.capabilities.logprobs is True
+    third = await adapter.chat(req(logprobs=True, top_logprobs=1))
+    assert third.choices[0].logprobs is not None
     await adapter.aclose()
 
 
@@ -419,7 +440,7 @@ def emu_adapter(emu: Emulator, path: str = "/v1", *, key: str = EMU_KEY, timeout
 
 
 async def test_real_http_success_with_logprobs_n_and_ratelimit_headers() -> None:
-    async with Emulator(api_key=EMU_KEY, rpm=6000, tpm=10_000_000) as emu:
+    async with Emulator(api_key=EMU_KEY, rpm=6000, tpm=10_000_000, ratelimit_headers=True) as emu:
         adapter = emu_adapter(emu)
         resp = await adapter.chat(req(logprobs=True, top_logprobs=3, n=2, seed=1, temperature=1.0))
         assert len(resp.choices) == 2 and resp.calls == 1

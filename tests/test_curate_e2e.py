@@ -330,3 +330,33 @@ def test_row_too_long_for_the_model_is_rejected_without_retries(tmp_path: Path, 
     assert "retries" not in reject["error"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engine"]["retries"] == {}
+
+
+def test_timeout_option_bounds_a_hanging_request(tmp_path: Path, emulator_factory: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first request hangs until the server stops: only --timeout lets the run go on (120 s otherwise)
+    emu = emulator_factory(fault_at={1: "hang"})
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, total = _subset(tmp_path, 3, bad=False)
+    out = tmp_path / "out"
+    assert main(_openai_args(emu, src, out, "--timeout", "1")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed"] is True and summary["counts"]["rows"] == total
+    assert emu.stats().faults["hang"] == 1
+
+
+def test_scores_do_not_depend_on_faults_on_a_server_with_short_top_logprobs(
+        tmp_path: Path, emulator_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, _ = _subset(tmp_path, 20, bad=False)
+    rude = dict(exact_top_logprobs=False, seed=5)
+    clean = emulator_factory(**rude)
+    faulty = emulator_factory(fault_rate=0.2, fault_kinds=["500", "503", "429", "reset", "truncated"], **rude)
+    assert main(_openai_args(clean, src, tmp_path / "clean", "--max-concurrency", "4")) == 0
+    assert main(_openai_args(faulty, src, tmp_path / "faulty", "--max-concurrency", "4")) == 0
+    assert sum(faulty.stats().faults.values()) > 0
+    a = [(s["line"], s["confidence"], s["action"]) for s in _jsonl(tmp_path / "clean" / "scores.jsonl")]
+    b = [(s["line"], s["confidence"], s["action"]) for s in _jsonl(tmp_path / "faulty" / "scores.jsonl")]
+    assert len(a) == 20 and a == b
+    rows = _jsonl(tmp_path / "faulty" / "scores.jsonl")
+    assert any("renormalised over the" in r["methods"]["self_rating"] for r in rows)  # the short list is said

@@ -42,6 +42,7 @@ from clearapi_testing.emulator import (
     json_response,
 )
 from clearapi_testing.emulator.limits import RateLimits, format_duration
+from clearapi_testing.emulator.responder import DefaultResponder, ResponderRequest
 
 Factory = Callable[..., EmulatorThread]
 USER = [{"role": "user", "content": "Explain why clean data helps fine-tuning."}]
@@ -389,7 +390,7 @@ async def test_hang_does_not_block_shutdown() -> None:
 
 
 async def test_rpm_limit_429_with_headers(emulator_factory: Factory) -> None:
-    emu = emulator_factory(rpm=6, tpm=60_000)
+    emu = emulator_factory(rpm=6, tpm=60_000, ratelimit_headers=True)
     client = oai(emu.base_url)
     ok = await client.chat.completions.with_raw_response.create(model="m", messages=USER, max_tokens=10)
     h = ok.headers
@@ -417,7 +418,7 @@ async def test_rpm_limit_429_with_headers(emulator_factory: Factory) -> None:
 
 async def test_buckets_refill_continuously_on_a_fake_clock() -> None:
     now = [1000.0]
-    async with Emulator(rpm=60, tpm=6000, clock=lambda: now[0]) as emu:
+    async with Emulator(rpm=60, tpm=6000, ratelimit_headers=True, clock=lambda: now[0]) as emu:
         client = oai(emu.base_url)
 
         async def call(max_tokens: int = 10) -> int | str:
@@ -658,6 +659,7 @@ async def test_cassette_playback_and_miss(tmp_path: Path) -> None:
 def test_command_line_server_prints_url_and_stops_on_sigterm() -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "clearapi_testing.emulator", "--port", "0", "--rpm", "600",
+                             "--ratelimit-headers",
                              "--latency-ms", "1", "--seed", "5"], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
@@ -673,3 +675,30 @@ def test_command_line_server_prints_url_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_rude_server_sends_no_ratelimit_headers_by_default(emulator_factory: Factory) -> None:
+    emu = emulator_factory(rpm=600, tpm=600_000)
+    ok = await oai(emu.base_url).chat.completions.with_raw_response.create(model="m", messages=USER, max_tokens=10)
+    assert not any(name.startswith("x-ratelimit-") for name in ok.headers)
+
+
+def _top_lengths(responder: DefaultResponder, prompt: str) -> list[int]:
+    req = ResponderRequest(provider="openai", model="m", messages=(("user", prompt),), max_tokens=40,
+                           temperature=0.0, logprobs=True, top_logprobs=5)
+    return [len(t.top) for c in responder(req) for t in c.tokens]
+
+
+def test_short_top_logprobs_and_empty_completions_are_seeded_and_switchable() -> None:
+    prompts = [f"Tell me fact number {i}." for i in range(60)]
+    exact = DefaultResponder(seed=3)
+    rude = DefaultResponder(seed=3, exact_top_logprobs=False, empty_rate=0.1)
+    assert all(n == 5 for p in prompts for n in _top_lengths(exact, p))
+    lengths = [_top_lengths(rude, p) for p in prompts]
+    flat = [n for ls in lengths for n in ls]
+    assert any(n < 5 for n in flat) and any(n == 5 for n in flat) and min(flat) >= 1
+    assert any(ls == [] for ls in lengths) and sum(ls == [] for ls in lengths) < 20  # some empty, not most
+    assert lengths == [_top_lengths(DefaultResponder(seed=3, exact_top_logprobs=False, empty_rate=0.1), p)
+                       for p in prompts]  # a pure function of seed and request: retries see the same
+    assert lengths != [_top_lengths(DefaultResponder(seed=4, exact_top_logprobs=False, empty_rate=0.1), p)
+                       for p in prompts]

@@ -156,7 +156,7 @@ def test_the_cache_file_never_holds_the_api_key(emulator_factory: Callable[..., 
 
 def test_engine_paces_at_the_servers_rpm_without_429s(emulator_factory: Callable[..., EmulatorThread],
                                                       tmp_path: Path) -> None:
-    emu = emulator_factory(api_key=KEY, rpm=1200, tpm=10_000_000)
+    emu = emulator_factory(api_key=KEY, rpm=1200, tpm=10_000_000, ratelimit_headers=True)
     engine = engine_for(emu, "openai", "gpt-4o-mini", "/v1", False, max_concurrency=32)
     asyncio.run(run_all(engine, 60))
     # the first answer's headers told the engine the limit: it never ran into it
@@ -233,7 +233,7 @@ def test_engine_paces_at_the_servers_tpm_without_429s(emulator_factory: Callable
                                                       tmp_path: Path, provider: str, model: str,
                                                       suffix: str) -> None:
     # ~40 tokens a request (prompt + max_tokens 16, as the service counts) against 1,000 tokens/s
-    emu = emulator_factory(api_key=KEY, rpm=100_000, tpm=60_000)
+    emu = emulator_factory(api_key=KEY, rpm=100_000, tpm=60_000, ratelimit_headers=True)
     engine = engine_for(emu, provider, model, suffix, False, max_concurrency=32)
     answers = asyncio.run(run_all(engine, 80))
     assert len(answers) == 80

@@ -6,9 +6,12 @@ itself. This adapter watches each answer and remembers, per model, what it learn
 * ``n`` ignored (fewer choices than asked, llama-cpp-python's server does this): the
   missing samples come from separate calls, with ``seed + k`` so they differ, and later
   calls go straight to separate calls.
-* ``top_logprobs`` capped below what was asked: later requests are clamped to the cap.
-* logprobs silently missing: the next request that needs them gets `CapabilityError`
-  instead of a run full of empty signals.
+* ``top_logprobs`` lists shorter than asked (many servers cut some tokens' lists): taken as
+  they come, noted, never a lower cap for later calls, so scores do not depend on the order
+  in which answers arrive.
+* logprobs missing from every answer so far: the next request that needs them gets
+  `CapabilityError` instead of a run full of empty signals. Once one answer has carried
+  logprobs, a later one without them is a quirk of that answer, noted and not fatal.
 * sentinels for "not in the list" (OpenAI's -9999, ``-inf``, anything below -1000)
   become ``None``: a sentinel is not a probability.
 
@@ -78,6 +81,7 @@ class _Learned:
     n_ignored: bool = False
     top_logprobs_cap: int | None = None
     logprobs_missing: bool = False
+    logprobs_seen: bool = False
     prompt_logprobs_missing: bool = False
 
 
@@ -286,10 +290,15 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
                         notes: list[str]) -> list[TokenLogprob] | None:
         items = _raw_logprobs(getattr(choice, "logprobs", None))
         if items is None:
-            if text:
-                self._learn(model).logprobs_missing = True
+            learned = self._learn(model)
+            if text and not learned.logprobs_seen:
+                learned.logprobs_missing = True
                 _note_once(notes, "logprobs asked for but not returned; later calls needing them will fail")
+            elif text:
+                _note_once(notes, "logprobs missing from this answer (earlier answers had them)")
             return None
+        if items:
+            self._learn(model).logprobs_seen = True
         tokens: list[TokenLogprob] = []
         sentinels = 0
         widest = 0
@@ -307,10 +316,9 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
         if sentinels:
             _note_once(notes, f"{sentinels} sentinel logprob(s) (e.g. -9999) treated as unknown")
         if tokens and asked > 0 and widest < asked:
-            learned = self._learn(model)
-            cap = widest if learned.top_logprobs_cap is None else min(widest, learned.top_logprobs_cap)
-            learned.top_logprobs_cap = cap
-            _note_once(notes, f"top_logprobs capped at {widest} by server (asked {asked})")
+            # taken as it came (readers renormalise over what is listed); learning a cap from
+            # one answer would make every later score depend on which answer arrived first
+            _note_once(notes, f"top_logprobs list shorter than asked ({widest} of {asked})")
         return tokens
 
     # -- teacher-forced scoring (vLLM prompt_logprobs) ---------------------------------

@@ -90,6 +90,8 @@ class CurateOptions:
     rpm: float | None = None
     tpm: float | None = None
     max_concurrency: int | None = None
+    #: seconds one API request may take before it counts as a (retried) timeout
+    timeout: float = 120.0
     cache: str | Path | bool | None = True
     action: CurationAction = "both"
     threshold: float | None = None
@@ -153,7 +155,7 @@ def _engine(opts: CurateOptions) -> Engine:
     batch = BatchOptions(retry=opts.batch_retry, poll_interval=opts.batch_poll_interval) if opts.batch else False
     return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key, rpm=opts.rpm,
                   tpm=opts.tpm, max_concurrency=opts.max_concurrency, cache=opts.cache, max_cost=opts.max_cost,
-                  progress=opts.progress, batch=batch)
+                  progress=opts.progress, batch=batch, timeout=opts.timeout)
 
 
 def cache_path(cache: str | os.PathLike[str] | bool | None) -> Path | None:
@@ -280,7 +282,7 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     summary.json (and report.html) to `out_dir`; return the summary.
 
     Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
-    max_concurrency, cache=True, action="both", threshold, filter_fraction,
+    max_concurrency, timeout=120.0, cache=True, action="both", threshold, filter_fraction,
     correct_threshold=0.6, eta=0.8, samples=4, best_answer=None, demonstrations=None, demo_sets=None, seed=0,
     max_cost,
     target="openai",

@@ -262,7 +262,10 @@ async def _self_rating(engine: Chat, work: RowWork, plan: ScoringPlan,
         probs = option_probabilities(pairs)
         if probs is None:
             return None, {"rating_text": response.text}
-        return certainty(probs), {"rating_probs": {k: round(v, 4) for k, v in probs.items()}}
+        got: dict[str, Any] = {"rating_probs": {k: round(v, 4) for k, v in probs.items()}}
+        if len(first.top) < plan.top_logprobs and 0.0 in probs.values():  # cut short: renormalised
+            got["rating_listed"] = len(first.top)
+        return certainty(probs), got
     letters = await _sampled_letters(engine, work, plan, messages, ("A", "B", "C"), "rating")
     return rating_from_letters(letters), {"rating_letters": letters}
 
@@ -466,9 +469,13 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
     weights = weights_for(model, {k for k, v in signals.items() if v is not None})
     confidence = combine(signals, weights)
     details["weights"] = weights
+    methods = plan.methods()
+    if "rating_listed" in details:
+        methods["self_rating"] += (f" (renormalised over the {details['rating_listed']} alternatives "
+                                   f"the server listed of {plan.top_logprobs} asked)")
     return Score(
         line=example.line, id=example.id, prompt=example.prompt_text, response=example.response,
-        confidence=confidence, signals=signals, methods=plan.methods(), details=details,
+        confidence=confidence, signals=signals, methods=methods, details=details,
         calls=work.calls, tokens=work.usage.total_tokens,
     )
 

@@ -24,6 +24,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rpm", type=float, default=None, metavar="N", help="requests per minute cap")
     p.add_argument("--tpm", type=float, default=None, metavar="N", help="tokens per minute cap")
     p.add_argument("--max-concurrency", type=int, default=None, metavar="N", help="calls in flight at most")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="per-request timeout (default: 120)")
     cache = p.add_mutually_exclusive_group()
     cache.add_argument("--cache", default=None, metavar="PATH",
                        help="response cache file (default: $CLEARAPI_CACHE or ~/.cache/clearapi/cache.sqlite)")
@@ -89,7 +91,7 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
     cache: str | bool = False if args.no_cache else (args.cache if args.cache is not None else True)
     return dict(provider=args.provider, model=args.model, model_path=args.model_path, base_url=args.base_url,
                 rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, cache=cache,
-                samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
+                timeout=args.timeout, samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
                 demo_sets=args.demo_sets, seed=args.seed, max_cost=args.max_cost,
                 prompt_column=args.prompt_column, response_column=args.response_column, progress=args.progress)
 

@@ -60,7 +60,8 @@ class App:
 
     @staticmethod
     def _default_responder(config: EmulatorConfig) -> Responder:
-        return DefaultResponder(config.answers, config.mc_max_tokens)
+        return DefaultResponder(config.answers, config.mc_max_tokens, seed=config.seed,
+                                exact_top_logprobs=config.exact_top_logprobs, empty_rate=config.empty_rate)
 
     def _apply(self, new: EmulatorConfig, old: EmulatorConfig | None) -> None:
         def changed(*names: str) -> bool:
@@ -73,7 +74,8 @@ class App:
             self.faults = FaultPlan(new)
         if changed("cassette"):
             self.player: CassettePlayer | None = player_from(new.cassette)
-        if not self._custom_responder and changed("answers", "mc_max_tokens"):
+        if not self._custom_responder and changed("answers", "mc_max_tokens", "seed",
+                                                             "exact_top_logprobs", "empty_rate"):
             self.state.responder = self._default_responder(new)
 
     def configure(self, **changes: Any) -> EmulatorConfig:
@@ -117,7 +119,7 @@ class App:
         except Exception as exc:  # a handler bug must not kill the connection silently
             log.exception("emulator handler failed")
             resp = error_response(provider, ApiError(500, f"emulator handler failed: {type(exc).__name__}"))
-        if self.limits.active:
+        if self.limits.active and self.config.ratelimit_headers:
             resp.headers += (self.limits.anthropic_headers() if provider == "anthropic"
                              else self.limits.openai_headers())
         rid = f"req_{request.number:012x}"

@@ -60,7 +60,12 @@ class EmulatorConfig(BaseModel):
 
     latency: Latency = Field(default_factory=Latency)
 
+    #: send ``x-ratelimit-*`` / ``anthropic-ratelimit-*`` headers; off by default, as most servers
+    #: that are not OpenAI's or Anthropic's own (vLLM, llama.cpp, gateways) send none
+    ratelimit_headers: bool = False
+
     # faults: fault_at (by request number) > fault_script (in order) > fault_rates > fault_rate
+    #: total chance that a request fails with one of `fault_kinds`
     fault_rate: float = Field(0.0, ge=0, le=1)
     fault_kinds: list[FaultKind] = Field(default_factory=lambda: list(TRANSIENT_FAULTS))
     fault_rates: dict[FaultKind, float] = Field(default_factory=dict)
@@ -74,6 +79,11 @@ class EmulatorConfig(BaseModel):
     # answers
     #: substring of the last user message -> fixed answer text
     answers: dict[str, str] = Field(default_factory=dict)
+    #: every ``top_logprobs`` list as long as asked; False makes it list fewer, as real servers do
+    #: for some tokens (which ones is a pure function of the seed and the request)
+    exact_top_logprobs: bool = True
+    #: share of free-text completions that come back empty, chosen by the seed and the request
+    empty_rate: float = Field(0.0, ge=0, le=1)
     #: a multiple-choice question gets a bare option letter when max_tokens is at most this
     mc_max_tokens: int = Field(5, ge=1)
     models: list[str] = Field(default_factory=lambda: ["gpt-4o-mini", "gpt-4.1-nano", "claude-3-5-haiku-latest",

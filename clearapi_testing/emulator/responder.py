@@ -17,6 +17,10 @@ temperature 0 all `n` choices are identical, as with a greedy model.
   is a distribution over the options (what clients need for continuous self-ratings).
 - ``answers`` (substring of the last user message -> text) fixes the answer for tests; a fixed
   answer that is an option letter of a multiple-choice question gets most of the probability.
+- Rude like real servers when asked: some ``top_logprobs`` lists are shorter than asked
+  (``exact_top_logprobs=False``) and some free-text completions are empty (``empty_rate``). Which
+  ones is a pure function of the seed and the request, never of arrival order, so a retry gets the
+  same answer.
 """
 
 from __future__ import annotations
@@ -130,9 +134,13 @@ def _digest(*parts: object) -> int:
 class DefaultResponder:
     """Deterministic answers; see the module docstring."""
 
-    def __init__(self, answers: Mapping[str, str] | None = None, mc_max_tokens: int = 5) -> None:
+    def __init__(self, answers: Mapping[str, str] | None = None, mc_max_tokens: int = 5, *, seed: int = 0,
+                 exact_top_logprobs: bool = True, empty_rate: float = 0.0) -> None:
         self.answers = dict(answers or {})
         self.mc_max_tokens = mc_max_tokens
+        self.seed = seed
+        self.exact_top_logprobs = exact_top_logprobs
+        self.empty_rate = empty_rate
 
     def __call__(self, request: ResponderRequest) -> Sequence[Completion]:
         last = request.last_user
@@ -143,15 +151,27 @@ class DefaultResponder:
         base = _digest(request.model, request.messages, request.seed, request.temperature)
         out: list[Completion] = []
         for i in range(request.n):
-            rng = random.Random(_digest(base, i) if request.temperature > 0 else base)
+            salt = _digest(base, i) if request.temperature > 0 else base
+            rng = random.Random(salt)
             if mc and (fixed is None or fixed.strip() in letters):
                 comp = self._choice(request, letters, fixed, base, rng)
             elif fixed is not None:
                 comp = self._text(request, tokenize(fixed), rng, greedy=True)
             else:
                 comp = self._text(request, self._sentence(rng), rng, greedy=request.temperature == 0)
+                if self.empty_rate and random.Random(_digest(self.seed, salt, "empty")).random() < self.empty_rate:
+                    comp = Completion([], "stop")
+            if not self.exact_top_logprobs:
+                self._shorten(comp, random.Random(_digest(self.seed, salt, "short")))
             out.append(comp)
         return out
+
+    @staticmethod
+    def _shorten(comp: Completion, rng: random.Random) -> None:
+        """Cut some tokens' alternatives short, as real servers do (llama.cpp, vLLM, gateways)."""
+        for token in comp.tokens:
+            if len(token.top) > 1 and rng.random() < 0.3:
+                token.top = token.top[: rng.randint(1, len(token.top) - 1)]
 
     @staticmethod
     def _options(text: str) -> list[str]:
