@@ -117,7 +117,7 @@ class App:
         except Exception as exc:  # a handler bug must not kill the connection silently
             log.exception("emulator handler failed")
             resp = error_response(provider, ApiError(500, f"emulator handler failed: {type(exc).__name__}"))
-        if self.limits.active:
+        if self.limits.active and self.config.ratelimit_headers:
             resp.headers += (self.limits.anthropic_headers() if provider == "anthropic"
                              else self.limits.openai_headers())
         rid = f"req_{request.number:012x}"

@@ -52,6 +52,9 @@ class EmulatorConfig(BaseModel):
     rpm: float | None = Field(None, gt=0)
     tpm: float | None = Field(None, gt=0)
     burst_seconds: float = Field(1.0, gt=0)
+    #: send ``x-ratelimit-*`` / ``anthropic-ratelimit-*`` headers while a limit is set (vLLM,
+    #: gateways and llama.cpp's server send none; 429s still carry ``retry-after``)
+    ratelimit_headers: bool = True
     #: tokens a request without max_tokens is charged for its completion, per choice
     default_max_tokens: int = Field(256, ge=1)
     #: prompt + max_tokens beyond this is the real services' 400 (``context_length_exceeded`` /
