@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+import logging
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 from clearapi.records import RateLimitInfo
 
 __all__ = ["AdaptiveRates", "Pacer", "Ticket", "limited_dimension"]
+
+logger = logging.getLogger(__name__)
 
 _OBSERVE_WINDOW_S = 10.0
 #: asyncio fires timers up to its clock resolution early; a float hair is not worth a re-arm
@@ -51,8 +54,9 @@ class _Bucket:
         self.capacity = minimum
         self.set_rate(per_minute, now=None)
 
-    def set_rate(self, per_minute: float | None, now: float | None) -> None:
-        """`now` is None before any loop ran: the bucket is still empty."""
+    def set_rate(self, per_minute: float | None, now: float | None, full: bool = False) -> None:
+        """`now` is None before any loop ran: the bucket is still empty. `full`: no burst
+        credit now (after a 429 the service's own bucket is empty too)."""
         level = 0.0 if now is None else self.level(now)
         self.rate = None if per_minute is None else per_minute / 60.0
         if self.rate is None or now is None:
@@ -61,6 +65,8 @@ class _Bucket:
             self.tat = now + level / self.rate
         if self.rate is not None:
             self.capacity = max(self.minimum, self.rate * self.burst_seconds)
+            if full and now is not None:
+                self.tat = max(self.tat, now + self.capacity / self.rate)
 
     def level(self, now: float) -> float:
         if self.rate is None:
@@ -129,14 +135,15 @@ class Pacer:
     def cool_until(self) -> float:
         return self._cool_until
 
-    def set_rpm(self, rpm: float | None) -> None:
-        """Change the requests rate now (``None`` = unlimited); waiters re-plan."""
-        self._requests.set_rate(rpm, self._time_or_none())
+    def set_rpm(self, rpm: float | None, *, full: bool = False) -> None:
+        """Change the requests rate now (``None`` = unlimited); waiters re-plan. `full`:
+        start from a full bucket, so the new rate is paced from now, not a burst."""
+        self._requests.set_rate(rpm, self._time_or_none(), full)
         self._wake()
 
-    def set_tpm(self, tpm: float | None) -> None:
+    def set_tpm(self, tpm: float | None, *, full: bool = False) -> None:
         """Change the tokens rate now (``None`` = unlimited); waiters re-plan."""
-        self._tokens.set_rate(tpm, self._time_or_none())
+        self._tokens.set_rate(tpm, self._time_or_none(), full)
         self._wake()
 
     def cool_down(self, seconds: float) -> None:
@@ -282,7 +289,7 @@ class _Limit:
     below the ceiling and climbing back toward it; None = not cut (pace at the ceiling).
     """
 
-    __slots__ = ("aimd", "guess", "header", "step", "user")
+    __slots__ = ("aimd", "guess", "header", "measured", "step", "user")
 
     def __init__(self, user: float | None, guess: float | None) -> None:
         self.user = user or None
@@ -290,6 +297,8 @@ class _Limit:
         self.header: float | None = None
         self.aimd: float | None = None
         self.step = 0.0
+        #: whether `aimd` came from what the server accepted (not a provisional halving)
+        self.measured = False
 
     @property
     def limit(self) -> float | None:
@@ -422,21 +431,30 @@ class AdaptiveRates:
         dim = self._tokens if tokens else self._requests
         current = self.pacer.tpm if tokens else self.pacer.rpm
         accepted = self._accepted_per_minute(now, tokens)
-        if accepted > 0:
-            base = accepted if current is None else min(current, accepted)
-        else:  # nothing got through lately: halve what was sent
-            sent = self.pacer.observed_rpm() if not tokens else 0.0
-            base = (current if current is not None else sent) / 2.0
         floor = max(1.0, ticket.tokens) if tokens else 1.0
-        dim.aimd = max(floor, base * self.backoff)
-        dim.step = max(floor / 60.0, dim.aimd * self.climb)
+        if accepted:
+            # a provisional rate was a guess: what the server accepted replaces it
+            base = accepted if current is None or not dim.measured else min(current, accepted)
+            dim.aimd = max(floor, base * self.backoff)
+            dim.step = max(floor / 60.0, dim.aimd * self.climb)
+        else:
+            # nothing answered yet (a first burst's 429s come back before its answers): halve
+            # what was sent, provisionally, and climb fast until a measured cut replaces it
+            sent = current if current is not None else (self.pacer.observed_rpm() if not tokens else 0.0)
+            if not sent:
+                return
+            dim.aimd = max(floor, sent / 2.0)
+            dim.step = max(floor / 60.0, dim.aimd * self.climb * 10.0)
+        dim.measured = bool(accepted)
         self._last_cut = now
-        self._apply()
+        logger.debug("429s: %s per minute cut to %.0f (server accepted %.0f)", "tokens" if tokens else "requests",
+                     dim.aimd, accepted)
+        self._apply(full=True)
 
     # -- internals ----------------------------------------------------------------------
-    def _apply(self) -> None:
-        self.pacer.set_rpm(self._requests.pace(self.pace_fraction))
-        self.pacer.set_tpm(self._tokens.pace(self.pace_fraction))
+    def _apply(self, full: bool = False) -> None:
+        self.pacer.set_rpm(self._requests.pace(self.pace_fraction), full=full)
+        self.pacer.set_tpm(self._tokens.pace(self.pace_fraction), full=full)
 
     def _prune(self, now: float) -> None:
         horizon = now - _OBSERVE_WINDOW_S
