@@ -440,8 +440,8 @@ class AdaptiveRates:
         else:
             # nothing answered yet (a first burst's 429s come back before its answers): halve
             # what was sent, provisionally, and climb fast until a measured cut replaces it
-            sent = current if current is not None else (self.pacer.observed_rpm() if not tokens else 0.0)
-            if not sent:
+            sent = current if tokens else min(current or math.inf, self.pacer.observed_rpm())
+            if not sent or sent == math.inf:
                 return
             dim.aimd = max(floor, sent / 2.0)
             dim.step = max(floor / 60.0, dim.aimd * self.climb * 10.0)
