@@ -581,3 +581,20 @@ def test_a_given_adapter_built_for_another_model_is_asked_for_the_engines_model(
         return [r.model for r in adapter.requests]
 
     assert run_virtual(main()) == ["wanted", "explicit"]
+
+
+def test_profile_limits_are_a_first_guess_only_on_the_providers_own_host() -> None:
+    guessing = Profile(name="hosted", protocol="openai_chat", default_model="m", base_url="https://api.example.com/v1",
+                       limits=Limits(rpm=500, tpm=30_000, ratelimit_headers=True))
+    silent = guessing.model_copy(update={"limits": Limits(rpm=500, tpm=30_000)})
+
+    def paced(profile: Profile, base_url: str | None) -> tuple[float | None, float | None]:
+        engine = Engine(profile, adapter=ScriptedAdapter(), cache=False, base_url=base_url)
+        return engine.rpm, engine.tpm
+
+    assert paced(guessing, None) == (pytest.approx(490), pytest.approx(29_400))
+    assert paced(guessing, "https://api.example.com/v1/") == (pytest.approx(490), pytest.approx(29_400))
+    # another server (vLLM, a gateway) behind the same protocol: the concurrency cap alone
+    assert paced(guessing, "http://127.0.0.1:8000/v1") == (None, None)
+    # a host that sends no headers could never correct the guess
+    assert paced(silent, None) == (None, None)

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import math
 import logging
+import math
 import re
 from collections import deque
 from dataclasses import dataclass
