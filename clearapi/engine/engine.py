@@ -160,6 +160,10 @@ class Engine:
                                     default_rpm=guess.rpm if guess else None,
                                     default_tpm=guess.tpm if guess else None)
         self._slots = asyncio.Semaphore(self.max_concurrency)
+        #: with no limit known, the first call goes alone: its answer may carry the limit in
+        #: headers, and a burst of max_concurrency calls must not land before it is read
+        self._probed = asyncio.Event()
+        self._probing = False
         self._retrying = retry_policy(max_attempts=max_attempts, retry_after_cap=retry_after_cap,
                                       sleep=self._sleep, on_retry=self._count_retry)
         self._flights: dict[str, asyncio.Future[ChatResponse | None]] = {}
@@ -420,6 +424,11 @@ class Engine:
                 # bound do not hold budget they are not spending yet
                 hold.reserved = self._budget.reserve(hold.worst)
             calls_est = request.n if request.n > 1 and not self.adapter.capabilities.n else 1
+            probe = not self._probed.is_set() and not self._probing and self._rates.rpm_limit is None
+            if probe:
+                self._probing = True
+            elif not self._probed.is_set() and self._probing:
+                await self._probed.wait()
             ticket = await self._pacer.acquire(tokens=tokens_est, requests=calls_est)
             self._raise_if_stopped()
             self._stats.requests += 1
@@ -439,6 +448,8 @@ class Engine:
                                      reason="timeout") from exc
             finally:
                 self._in_flight -= 1
+                if probe:
+                    self._probed.set()
             await self._commit(hold.key, response)
         self._on_success(ticket, response, tokens_est, completion_max)
         return response
