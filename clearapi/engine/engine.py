@@ -429,8 +429,13 @@ class Engine:
                 self._probing = True
             elif not self._probed.is_set() and self._probing:
                 await self._probed.wait()
-            ticket = await self._pacer.acquire(tokens=tokens_est, requests=calls_est)
-            self._raise_if_stopped()
+            try:
+                ticket = await self._pacer.acquire(tokens=tokens_est, requests=calls_est)
+                self._raise_if_stopped()
+            except BaseException:
+                if probe:
+                    self._probed.set()
+                raise
             self._stats.requests += 1
             self._in_flight += 1
             try:

@@ -37,6 +37,8 @@ __all__ = ["AdaptiveRates", "Pacer", "Ticket", "limited_dimension"]
 logger = logging.getLogger(__name__)
 
 _OBSERVE_WINDOW_S = 10.0
+#: answers in the window before what the server accepted counts as a measure of its limit
+_MIN_ACCEPTED = 10
 #: asyncio fires timers up to its clock resolution early; a float hair is not worth a re-arm
 _EPSILON_S = 1e-9
 
@@ -431,6 +433,8 @@ class AdaptiveRates:
         dim = self._tokens if tokens else self._requests
         current = self.pacer.tpm if tokens else self.pacer.rpm
         accepted = self._accepted_per_minute(now, tokens)
+        if len(self._accepted) < _MIN_ACCEPTED:
+            accepted = 0.0  # too few answers to measure a limit by: cut provisionally
         floor = max(1.0, ticket.tokens) if tokens else 1.0
         if accepted:
             # a provisional rate was a guess: what the server accepted replaces it
