@@ -32,6 +32,9 @@ class Limits(BaseModel):
     rpm: float | None = Field(default=None, gt=0, description="requests per minute; None = learn it")
     tpm: float | None = Field(default=None, gt=0, description="tokens per minute; None = learn it")
     max_concurrency: int = Field(default=16, ge=1)
+    ratelimit_headers: bool = Field(
+        default=False, description="the provider's own host sends rate-limit headers: rpm/tpm are a first "
+        "guess there, corrected by them; elsewhere (no headers, another base URL) they are not used")
 
 
 class Price(BaseModel):

@@ -360,3 +360,56 @@ def test_scores_do_not_depend_on_faults_on_a_server_with_short_top_logprobs(
     assert len(a) == 20 and a == b
     rows = _jsonl(tmp_path / "faulty" / "scores.jsonl")
     assert any("renormalised over the" in r["methods"]["self_rating"] for r in rows)  # the short list is said
+
+
+def test_judgements_for_early_rows_start_while_later_rows_are_still_scored(tmp_path: Path,
+                                                                           emulator: EmulatorThread) -> None:
+    import asyncio
+
+    from clearapi.adapters import create_adapter
+    from clearapi.clear.curation import curate
+    from clearapi.engine import Engine
+    from clearapi.profiles import load_profile
+    from clearapi.records import ChatRequest, ChatResponse
+
+    class Recording:
+        """The real OpenAI adapter, noting which calls were pairwise judgements, in order."""
+
+        def __init__(self) -> None:
+            self.inner = create_adapter(load_profile("openai"), model="gpt-4o-mini", base_url=emulator.base_url
+                                        + "/v1", api_key="sk-test-not-a-real-key-000", timeout=30.0,
+                                        max_concurrency=1)
+            self.model = "gpt-4o-mini"
+            self.kinds: list[str] = []
+
+        @property
+        def capabilities(self) -> Any:
+            return self.inner.capabilities
+
+        async def chat(self, request: ChatRequest) -> ChatResponse:
+            judge = "Which answer is correct" in (request.messages[-1].content or "")
+            self.kinds.append("judge" if judge else "score")
+            return await self.inner.chat(request)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    async def run(src: Path, out: Path) -> tuple[Any, list[str]]:
+        adapter = Recording()
+        try:
+            async with Engine("openai", adapter=adapter, cache=False, max_concurrency=1) as engine:  # type: ignore[arg-type]
+                summary = await curate(src, out, engine=engine, threshold=1.0, correct_threshold=0.0)
+        finally:
+            await adapter.aclose()
+        return summary, adapter.kinds
+
+    src, total = _subset(tmp_path, 14, bad=False)
+    summary, kinds = asyncio.run(run(src, tmp_path / "out"))
+    assert "judge" in kinds
+    # row 1's judgement went out before the last row was scored: the limit never idles between passes
+    assert kinds.index("judge") < len(kinds) - 1 - kinds[::-1].index("score")
+    c = summary.counts
+    assert c.rows == total == c.kept + c.corrected + c.dropped + c.rejected
+    scores = _jsonl(tmp_path / "out" / "scores.jsonl")
+    assert [s["line"] for s in scores] == list(range(1, total + 1))  # still in input order
+    assert sum(s["calls"] for s in scores) == len(kinds)

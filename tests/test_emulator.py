@@ -389,6 +389,23 @@ async def test_hang_does_not_block_shutdown() -> None:
 # -- rate limits ---------------------------------------------------------------------------------
 
 
+async def test_rate_limited_server_without_ratelimit_headers_still_answers_429_with_retry_after(
+        emulator_factory: Factory) -> None:
+    emu = emulator_factory(rpm=6, tpm=60_000, ratelimit_headers=False)
+    client = oai(emu.base_url)
+    ok = await client.chat.completions.with_raw_response.create(model="m", messages=USER, max_tokens=10)
+    assert not [h for h in ok.headers if h.lower().startswith("x-ratelimit-")]
+    with pytest.raises(openai.RateLimitError) as info:
+        await client.chat.completions.create(model="m", messages=USER)
+    resp = info.value.response
+    assert int(resp.headers["retry-after"]) >= 9
+    assert not [h for h in resp.headers if h.lower().startswith("x-ratelimit-")]
+    a = anth(emu.base_url)
+    with pytest.raises(anthropic.RateLimitError) as ainfo:
+        await a.messages.create(model="c", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert not [h for h in ainfo.value.response.headers if h.lower().startswith("anthropic-ratelimit-")]
+
+
 async def test_rpm_limit_429_with_headers(emulator_factory: Factory) -> None:
     emu = emulator_factory(rpm=6, tpm=60_000, ratelimit_headers=True)
     client = oai(emu.base_url)

@@ -58,7 +58,8 @@ def test_map_yields_in_input_order_although_calls_finish_out_of_order() -> None:
             return reply(f"answer {i}")
 
         adapter = ScriptedAdapter(respond=respond)
-        async with Engine(PROFILE, adapter=adapter, cache=False, max_concurrency=30) as engine:
+        # a limit that never binds: with none known the first call would go alone (a probe)
+        async with Engine(PROFILE, adapter=adapter, cache=False, max_concurrency=30, rpm=1e9) as engine:
             out = [r.text async for r in engine.map(range(30), lambda i: engine.chat(req(f"item {i}")),
                                                     window=30)]
         return out, finished
@@ -142,7 +143,7 @@ def test_fatal_error_stops_map_keeps_finished_work_in_order_and_stops_the_engine
         adapter = ScriptedAdapter(respond=respond)
         got: list[str] = []
         error: BaseException | None = None
-        async with Engine(PROFILE, adapter=adapter, cache=False, max_concurrency=10) as engine:
+        async with Engine(PROFILE, adapter=adapter, cache=False, max_concurrency=10, rpm=1e9) as engine:
             try:
                 async for r in engine.map(range(100), lambda i: engine.chat(req(f"item {i}")), window=10):
                     got.append(r.text)
@@ -581,3 +582,39 @@ def test_a_given_adapter_built_for_another_model_is_asked_for_the_engines_model(
         return [r.model for r in adapter.requests]
 
     assert run_virtual(main()) == ["wanted", "explicit"]
+
+
+def test_profile_limits_are_a_first_guess_only_on_the_providers_own_host() -> None:
+    guessing = Profile(name="hosted", protocol="openai_chat", default_model="m", base_url="https://api.example.com/v1",
+                       limits=Limits(rpm=500, tpm=30_000, ratelimit_headers=True))
+    silent = guessing.model_copy(update={"limits": Limits(rpm=500, tpm=30_000)})
+
+    def paced(profile: Profile, base_url: str | None) -> tuple[float | None, float | None]:
+        engine = Engine(profile, adapter=ScriptedAdapter(), cache=False, base_url=base_url)
+        return engine.rpm, engine.tpm
+
+    assert paced(guessing, None) == (pytest.approx(490), pytest.approx(29_400))
+    assert paced(guessing, "https://api.example.com/v1/") == (pytest.approx(490), pytest.approx(29_400))
+    # another server (vLLM, a gateway) behind the same protocol: the concurrency cap alone
+    assert paced(guessing, "http://127.0.0.1:8000/v1") == (None, None)
+    # a host that sends no headers could never correct the guess
+    assert paced(silent, None) == (None, None)
+
+
+def test_with_no_limit_known_the_first_call_goes_alone_then_the_concurrency_cap_holds() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        starts: list[float] = []
+
+        async def respond(request: ChatRequest) -> ChatResponse:
+            starts.append(loop.time() - t0)
+            await asyncio.sleep(1.0)
+            return reply("ok")
+
+        async with Engine(PROFILE, adapter=ScriptedAdapter(respond=respond), cache=False, max_concurrency=4) as engine:
+            await asyncio.gather(*(engine.chat(req(f"q {i}")) for i in range(6)))
+        return starts
+
+    # its answer may carry the limit in headers: nothing else is sent before it is read
+    assert run_virtual(main()) == [0.0, 1.0, 1.0, 1.0, 1.0, 2.0]

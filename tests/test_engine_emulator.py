@@ -56,7 +56,7 @@ def test_every_request_answered_under_faults_same_as_clean_and_zero_calls_on_rer
     clean_emu = emulator_factory(api_key=KEY, **FAST)
     clean = asyncio.run(run_all(engine_for(clean_emu, provider, model, suffix, tmp_path / "clean.sqlite"), n))
 
-    faulty = emulator_factory(api_key=KEY, fault_rate=0.10, seed=7, **FAST)
+    faulty = emulator_factory(api_key=KEY, fault_rate=0.10, seed=7, ratelimit_headers=True, **FAST)
     engine = engine_for(faulty, provider, model, suffix, tmp_path / "faulty.sqlite")
     answers = asyncio.run(run_all(engine, n))
     stats, emu_stats = engine.stats, faulty.stats()

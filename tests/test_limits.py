@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from clearapi.engine.limits import AdaptiveRates, Pacer, Ticket
+from clearapi.engine.limits import AdaptiveRates, Pacer, Ticket, limited_dimension
 from clearapi.records import RateLimitInfo
 from clearapi_testing.virtual_clock import run_virtual
 
@@ -188,37 +188,132 @@ def test_headers_replace_profile_guess_but_never_a_user_limit() -> None:
     run_virtual(main())
 
 
-def test_aimd_halves_on_repeated_429s_once_per_round_trip_then_creeps_up() -> None:
+async def _accept(pacer: Pacer, rates: AdaptiveRates, n: int, gap: float, tokens: float = 0.0) -> list[Ticket]:
+    """`n` calls answered `gap` seconds apart; returns their tickets."""
+    tickets: list[Ticket] = []
+    for _ in range(n):
+        ticket = await pacer.acquire(tokens=tokens)
+        rates.on_success(ticket, None)
+        tickets.append(ticket)
+        await asyncio.sleep(gap)
+    return tickets
+
+
+def test_aimd_cuts_below_what_the_server_accepted_once_per_round_trip_then_climbs() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         pacer = Pacer()
         rates = AdaptiveRates(pacer, user_rpm=None, user_tpm=None)
         assert pacer.rpm is None  # unknown: only the concurrency bound
-        tickets: list[Ticket] = []
-        for _ in range(100):  # 100 requests in 5 s = 1200 rpm observed
-            tickets.append(await pacer.acquire())
-            await asyncio.sleep(0.05)
+        tickets = await _accept(pacer, rates, 50, 0.1)  # the server accepted 10/s = 600 rpm
         rates.on_rate_limited(tickets[-1], None)
         assert pacer.rpm is None  # one 429 alone could be a hiccup: no cut yet
         rates.on_rate_limited(tickets[-2], None)
-        assert rates.learned_rpm == pytest.approx(600, rel=0.05)
+        assert rates.rpm_source == "aimd"
         cut = pacer.rpm
+        assert cut == pytest.approx(0.9 * 600, rel=0.03) and rates.learned_rpm == cut
         # 429s for requests sent before the cut do not cut again
-        rates.on_rate_limited(tickets[-2], None)
+        rates.on_rate_limited(tickets[-3], None)
+        rates.on_rate_limited(tickets[-3], None)
         assert pacer.rpm == cut
-        # success after the cut: +1% of the cut rate per second of successes
+        # success after the cut: +0.5% of the cut rate per second of successes
         start = loop.time()
-        for _ in range(60):
-            ticket = await pacer.acquire()
-            rates.on_success(ticket, None)
+        await _accept(pacer, rates, 60, 0.0)
         elapsed = loop.time() - start
-        assert cut is not None and pacer.rpm is not None
-        # the first second's worth (a burst of 10) took no time, so allow a little over a second more
-        assert 0.01 * cut * elapsed <= pacer.rpm - cut <= 0.01 * cut * (elapsed + 1.5)
-        # a 429 for a request sent after the cut halves again
+        assert pacer.rpm is not None
+        assert 0.005 * cut * (elapsed - 1.0) <= pacer.rpm - cut <= 0.005 * cut * (elapsed + 1.0)
+        # a 429 for a request sent after the cut cuts again, below the rate now paced
         for _ in range(2):
             ticket = await pacer.acquire()
             rates.on_rate_limited(ticket, None)
         assert pacer.rpm < cut
 
     run_virtual(main())
+
+
+def test_a_first_bursts_429s_before_any_answer_halve_what_was_sent_provisionally() -> None:
+    async def main() -> None:
+        pacer = Pacer()
+        rates = AdaptiveRates(pacer, user_rpm=None, user_tpm=None)
+        tickets = [await pacer.acquire() for _ in range(16)]  # 16 at once, no answer yet
+        rates.on_rate_limited(tickets[0], None)
+        rates.on_rate_limited(tickets[1], None)
+        assert pacer.rpm == pytest.approx(16 * 60 / 2)  # 16 sent in (at least) a second, halved
+        # the first answers then measure the limit, and the next cut uses them, not the guess
+        more = await _accept(pacer, rates, 20, 0.2)  # 5/s accepted = 300 rpm
+        rates.on_rate_limited(more[-1], None)
+        rates.on_rate_limited(more[-2], None)
+        assert pacer.rpm == pytest.approx(0.9 * 300, rel=0.1)
+
+    run_virtual(main())
+
+
+def test_after_a_cut_the_new_rate_is_paced_from_now_not_a_burst() -> None:
+    async def main() -> list[float]:
+        pacer = Pacer(burst_seconds=0.5)
+        rates = AdaptiveRates(pacer, user_rpm=None, user_tpm=None)
+        tickets = await _accept(pacer, rates, 20, 0.1)  # 600 rpm accepted
+        rates.on_rate_limited(tickets[-1], None)
+        rates.on_rate_limited(tickets[-2], None)  # cut to 540 rpm = 9/s, bucket full
+        return await _admit_times(pacer, 4)
+
+    times = run_virtual(main())
+    assert times[0] == pytest.approx(1 / 9)  # not at once: the server's bucket is empty too
+    assert [b - a for a, b in itertools.pairwise(times)] == [pytest.approx(1 / 9)] * 3
+
+
+def test_a_told_limit_is_a_ceiling_a_429_backs_off_below_it_and_the_rate_climbs_back() -> None:
+    async def main() -> None:
+        pacer = Pacer()
+        rates = AdaptiveRates(pacer, user_rpm=15_000, user_tpm=None)
+        assert pacer.rpm == pytest.approx(14_700)
+        tickets = await _accept(pacer, rates, 30, 0.1)  # the server really takes 10/s
+        rates.on_rate_limited(tickets[-1], None)
+        rates.on_rate_limited(tickets[-2], None)
+        assert pacer.rpm == pytest.approx(540, rel=0.03)
+        await _accept(pacer, rates, 200, 0.0)
+        assert 540 < pacer.rpm < 14_700  # climbing, toward the ceiling
+
+        near = AdaptiveRates(Pacer(), user_rpm=700, user_tpm=None)
+        tickets = await _accept(near.pacer, near, 30, 0.1)
+        near.on_rate_limited(tickets[-1], None)
+        near.on_rate_limited(tickets[-2], None)
+        assert near.pacer.rpm == pytest.approx(540, rel=0.03)
+        await _accept(near.pacer, near, 2000, 0.0)
+        assert near.pacer.rpm == pytest.approx(686) and near.rpm_source == "user"  # back at, never past, it
+        # headers lower the ceiling, never raise it
+        near.observe_headers(RateLimitInfo(limit_requests=50_000))
+        assert near.rpm_limit == 700 and near.pacer.rpm == pytest.approx(686)
+        near.observe_headers(RateLimitInfo(limit_requests=600))
+        assert near.pacer.rpm == pytest.approx(588) and near.rpm_source == "headers"
+
+    run_virtual(main())
+
+
+def test_a_429_on_tokens_cuts_the_tokens_rate_and_leaves_requests_alone() -> None:
+    async def main() -> None:
+        pacer = Pacer()
+        rates = AdaptiveRates(pacer, user_rpm=None, user_tpm=None)
+        tickets = await _accept(pacer, rates, 30, 0.1, tokens=100)  # 1,000 tokens/s accepted
+        message = "HTTP 429 tokens for model 'm': Rate limit reached on tokens per min (TPM): Limit 60000"
+        rates.on_rate_limited(tickets[-1], None, message)
+        rates.on_rate_limited(tickets[-2], None, message)
+        assert pacer.rpm is None
+        assert pacer.tpm == pytest.approx(0.9 * 60_000, rel=0.05) and rates.tpm_source == "aimd"
+        before = pacer.tpm
+        await _accept(pacer, rates, 50, 0.0, tokens=100)
+        assert pacer.tpm > before  # and it climbs back, like requests
+
+    run_virtual(main())
+
+
+@pytest.mark.parametrize(("info", "message", "which"), [
+    (None, "HTTP 429 requests for model 'm': ... on requests per min (RPM): Limit 600", "requests"),
+    (None, "HTTP 429 tokens for model 'm': ... on tokens per min (TPM): Limit 30000", "tokens"),
+    (None, "HTTP 429 rate_limit_error: This request would exceed your input tokens per minute", "tokens"),
+    (None, "HTTP 429: too many requests", "requests"),
+    (RateLimitInfo(remaining_requests=5, remaining_tokens=0), "", "tokens"),
+    (RateLimitInfo(remaining_requests=0, remaining_tokens=0), "tokens per min", "requests"),
+])
+def test_a_429_names_the_limit_it_hit(info: RateLimitInfo | None, message: str, which: str) -> None:
+    assert limited_dimension(info, message) == which

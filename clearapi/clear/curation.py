@@ -9,7 +9,9 @@ A curate run is two passes over the input, so memory stays flat on any file size
 2. **decide**: the threshold is now known (absolute, or the quantile for a fraction). The
    input is read again alongside the scratch scores; each row is decided
    (`policy.decide`), the pairwise judgement asked only where it can change the decision,
-   and ``curated.jsonl`` / ``scores.jsonl`` are written.
+   and ``curated.jsonl`` / ``scores.jsonl`` are written. With an absolute threshold (known
+   up front) each row is decided in pass 1 as soon as it is scored, so judgements for early
+   rows share the limit with the scoring of later ones instead of waiting for it to end.
 
 A run-stopping error (bad key, no quota, ``--max-cost`` reached) ends pass 1 early: what
 was scored is still decided (without new judgements), written, and `Summary.completed` is
@@ -24,7 +26,7 @@ import contextlib
 import logging
 import os
 from array import array
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,9 +205,11 @@ def _demo_pool(reader: DatasetReader, plan: ScoringPlan) -> DemoPool | None:
         return DemoPool.from_rows(rows, seed=plan.seed)
 
 
-async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan,
-                      file: str) -> AsyncIterator[Score | Reject]:
-    """Scores (or rejects) in input order; a row whose calls fail after retries becomes a reject."""
+async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan, file: str,
+                      then: Callable[[Example, Score], Awaitable[Score]] | None = None,
+                      ) -> AsyncIterator[Score | Reject]:
+    """Scores (or rejects) in input order; a row whose calls fail after retries becomes a reject.
+    `then` runs on each score in the row's own task (curate's judgement, while later rows score)."""
     model = _model_name(engine)
     demos = await asyncio.to_thread(_demo_pool, reader, plan)
 
@@ -213,12 +217,13 @@ async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan,
         if isinstance(item, Reject):
             return item
         try:
-            return await score_example(engine, item, plan, model=model, demos=demos)
+            scored = await score_example(engine, item, plan, model=model, demos=demos)
         except ROW_ERRORS as exc:
             # a bad request is refused at once; only the others went through the retry loop
             how = "was refused" if isinstance(exc, BadRequest) else "failed after retries"
             return Reject(file=file, line=item.line, field=None,
                           error=f"API call {how}: {type(exc).__name__}: {exc}")
+        return scored if then is None else await then(item, scored)
 
     async for result in engine.map(iter(reader), one, window=_window(engine)):
         yield result
@@ -340,11 +345,23 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
     scratch = out / ".clearapi-scores.partial.jsonl"
     confidences = array("d")
     scored_lines = 0
+    # An absolute threshold is known before any row is scored: each row is then decided (its
+    # judgement asked) as soon as it is scored, keeping the limit busy while later rows score.
+    early: list[str] = []  # run-stopping errors of those early judgements
+
+    async def decide_now(example: Example, row: Score) -> Score:
+        _, row, error = await _decide_row(engine, plan, settings, opts.threshold if opts.threshold is not None
+                                          else DEFAULT_THRESHOLD, (example, row), None)
+        if error is not None:
+            early.append(error)
+        return row
+
     with AtomicJsonlWriter(out / OUTPUTS["rejects"]) as rejects:
         # --- pass 1: score ------------------------------------------------------------------
         with scratch.open("wb") as fh:
             try:
-                async for item in _score_rows(engine, reader, plan, input):
+                async for item in _score_rows(engine, reader, plan, input,
+                                              decide_now if opts.filter_fraction is None else None):
                     tally.counts.rows += 1
                     tally.last_line = item.line
                     if isinstance(item, Reject):
@@ -357,6 +374,8 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                         confidences.append(item.confidence)
             except FatalError as exc:
                 stopped = exc
+        if early and stopped is None:
+            stopped = FatalError(early[0])
         read_stats = reader.stats  # pass 2 reads the input again, with fresh counters, and stops early
         # --- threshold ----------------------------------------------------------------------
         if opts.filter_fraction is not None:
@@ -371,6 +390,8 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                 pairs = _pairs(reader, scratch)
 
                 async def one(pair: tuple[Example, Score]) -> tuple[Example, Score, str | None]:
+                    if pair[1].action is not None:  # decided in pass 1
+                        return pair[0], pair[1], None
                     return await _decide_row(engine, plan, settings, threshold, pair, stopped)
 
                 async for example, row, error in engine.map(pairs, one, window=_window(engine), count_rows=False):

@@ -83,9 +83,10 @@ def _clone(exc: BaseException) -> BaseException:
 class Engine:
     """Calls a provider under limits, with retries, a response cache and accounting.
 
-    Use ``async with Engine("openai", model=..., rpm=..., tpm=...) as engine:``. Limits not
-    given come from the profile, then from the provider's rate-limit headers, then from
-    AIMD. ``cache=True`` uses ``$CLEARAPI_CACHE`` or ``~/.cache/clearapi/cache.sqlite``; a
+    Use ``async with Engine("openai", model=..., rpm=..., tpm=...) as engine:``. A told
+    `rpm`/`tpm` is a ceiling. Otherwise the limits come from the provider's rate-limit
+    headers (the profile's limits are a first guess only on its own host, which sends
+    them), else from the concurrency bound alone; a 429 backs off below any of them (AIMD). ``cache=True`` uses ``$CLEARAPI_CACHE`` or ``~/.cache/clearapi/cache.sqlite``; a
     path uses that file; ``False``/``None`` turns caching off. ``max_cost`` (USD) needs a
     known price for the model. ``adapter`` replaces the one built from the profile (the
     engine does not close an adapter it was given).
@@ -158,9 +159,15 @@ class Engine:
 
         self._pacer = Pacer(burst_seconds=burst_seconds)
         self._tpm_counts_max_tokens = self.profile.protocol == "openai_chat"
+        guess = self.profile.limits if _sends_ratelimit_headers(self.profile, base_url) else None
         self._rates = AdaptiveRates(self._pacer, user_rpm=rpm, user_tpm=tpm,
-                                    default_rpm=self.profile.limits.rpm, default_tpm=self.profile.limits.tpm)
+                                    default_rpm=guess.rpm if guess else None,
+                                    default_tpm=guess.tpm if guess else None)
         self._slots = asyncio.Semaphore(self.max_concurrency)
+        #: with no limit known, the first call goes alone: its answer may carry the limit in
+        #: headers, and a burst of max_concurrency calls must not land before it is read
+        self._probed = asyncio.Event()
+        self._probing = False
         self._retrying = retry_policy(max_attempts=max_attempts, retry_after_cap=retry_after_cap,
                                       sleep=self._sleep, on_retry=self._count_retry)
         self._flights: dict[str, asyncio.Future[ChatResponse | None]] = {}
@@ -421,8 +428,18 @@ class Engine:
                 # bound do not hold budget they are not spending yet
                 hold.reserved = self._budget.reserve(hold.worst)
             calls_est = request.n if request.n > 1 and not self.adapter.capabilities.n else 1
-            ticket = await self._pacer.acquire(tokens=tokens_est, requests=calls_est)
-            self._raise_if_stopped()
+            probe = not self._probed.is_set() and not self._probing and self._rates.rpm_limit is None
+            if probe:
+                self._probing = True
+            elif not self._probed.is_set() and self._probing:
+                await self._probed.wait()
+            try:
+                ticket = await self._pacer.acquire(tokens=tokens_est, requests=calls_est)
+                self._raise_if_stopped()
+            except BaseException:
+                if probe:
+                    self._probed.set()
+                raise
             self._stats.requests += 1
             self._in_flight += 1
             try:
@@ -440,6 +457,8 @@ class Engine:
                                      reason="timeout") from exc
             finally:
                 self._in_flight -= 1
+                if probe:
+                    self._probed.set()
             await self._commit(hold.key, response)
         self._on_success(ticket, response, tokens_est, completion_max)
         return response
@@ -472,7 +491,7 @@ class Engine:
         self._pacer.cool_down(min(hint, self._retry_after_cap))
         logger.debug("429: every call waits %.2fs", min(hint, self._retry_after_cap))
         info = exc.ratelimit
-        self._rates.on_rate_limited(ticket, info if isinstance(info, RateLimitInfo) else None)
+        self._rates.on_rate_limited(ticket, info if isinstance(info, RateLimitInfo) else None, str(exc))
 
     def _count_retry(self, exc: BaseException, wait: float) -> None:
         reason = reason_of(exc)
@@ -617,6 +636,14 @@ class _Hold:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _sends_ratelimit_headers(profile: Profile, base_url: str | None) -> bool:
+    """Whether the profile's limits are a fair first guess: only on its own host, which sends
+    the headers that correct it. A --base-url override (vLLM, a gateway) starts unpaced."""
+    if not profile.limits.ratelimit_headers:
+        return False
+    return base_url is None or base_url.rstrip("/") == (profile.base_url or "").rstrip("/")
 
 
 def _prompt_tokens_estimate(request: ChatRequest) -> float:

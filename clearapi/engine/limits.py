@@ -24,15 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import math
+import re
 from collections import deque
 from dataclasses import dataclass
 
 from clearapi.records import RateLimitInfo
 
-__all__ = ["AdaptiveRates", "Pacer", "Ticket"]
+__all__ = ["AdaptiveRates", "Pacer", "Ticket", "limited_dimension"]
+
+logger = logging.getLogger(__name__)
 
 _OBSERVE_WINDOW_S = 10.0
+#: answers in the window before what the server accepted counts as a measure of its limit
+_MIN_ACCEPTED = 10
 #: asyncio fires timers up to its clock resolution early; a float hair is not worth a re-arm
 _EPSILON_S = 1e-9
 
@@ -50,8 +56,9 @@ class _Bucket:
         self.capacity = minimum
         self.set_rate(per_minute, now=None)
 
-    def set_rate(self, per_minute: float | None, now: float | None) -> None:
-        """`now` is None before any loop ran: the bucket is still empty."""
+    def set_rate(self, per_minute: float | None, now: float | None, full: bool = False) -> None:
+        """`now` is None before any loop ran: the bucket is still empty. `full`: no burst
+        credit now (after a 429 the service's own bucket is empty too)."""
         level = 0.0 if now is None else self.level(now)
         self.rate = None if per_minute is None else per_minute / 60.0
         if self.rate is None or now is None:
@@ -60,6 +67,8 @@ class _Bucket:
             self.tat = now + level / self.rate
         if self.rate is not None:
             self.capacity = max(self.minimum, self.rate * self.burst_seconds)
+            if full and now is not None:
+                self.tat = max(self.tat, now + self.capacity / self.rate)
 
     def level(self, now: float) -> float:
         if self.rate is None:
@@ -128,14 +137,15 @@ class Pacer:
     def cool_until(self) -> float:
         return self._cool_until
 
-    def set_rpm(self, rpm: float | None) -> None:
-        """Change the requests rate now (``None`` = unlimited); waiters re-plan."""
-        self._requests.set_rate(rpm, self._time_or_none())
+    def set_rpm(self, rpm: float | None, *, full: bool = False) -> None:
+        """Change the requests rate now (``None`` = unlimited); waiters re-plan. `full`:
+        start from a full bucket, so the new rate is paced from now, not a burst."""
+        self._requests.set_rate(rpm, self._time_or_none(), full)
         self._wake()
 
-    def set_tpm(self, tpm: float | None) -> None:
+    def set_tpm(self, tpm: float | None, *, full: bool = False) -> None:
         """Change the tokens rate now (``None`` = unlimited); waiters re-plan."""
-        self._tokens.set_rate(tpm, self._time_or_none())
+        self._tokens.set_rate(tpm, self._time_or_none(), full)
         self._wake()
 
     def cool_down(self, seconds: float) -> None:
@@ -256,16 +266,77 @@ class Pacer:
             fut.set_result(None)
 
 
-class AdaptiveRates:
-    """Decides the pacer's rates: given by the user, learned from headers, or found by AIMD.
+def limited_dimension(info: RateLimitInfo | None, message: str) -> str:
+    """Which limit a 429 hit: ``"tokens"`` or ``"requests"`` (the default when nothing says).
 
-    Precedence: a rate the user set is never changed. Otherwise a provider's rate-limit
+    Headers say it best (the exhausted bucket); otherwise the message does, as OpenAI's
+    ("... on tokens per min (TPM)") and Anthropic's ("... input tokens per minute") do.
+    """
+    if info is not None:
+        if info.remaining_requests is not None and info.remaining_requests < 1:
+            return "requests"
+        if info.remaining_tokens is not None and info.remaining_tokens < 1:
+            return "tokens"
+    return "tokens" if _TOKENS_429.search(message) else "requests"
+
+
+_TOKENS_429 = re.compile(r"\btokens?\s+per\s+min|\b[IO]?TPM\b|HTTP 429 tokens\b", re.IGNORECASE)
+
+
+class _Limit:
+    """One dimension (requests or tokens per minute): what is known of its limit, and AIMD's rate.
+
+    ``user`` is a ceiling, ``header`` the account's truth, ``guess`` a profile's first guess
+    (used only while neither is known). ``aimd`` is the rate found by backing off from 429s,
+    below the ceiling and climbing back toward it; None = not cut (pace at the ceiling).
+    """
+
+    __slots__ = ("aimd", "guess", "header", "measured", "step", "user")
+
+    def __init__(self, user: float | None, guess: float | None) -> None:
+        self.user = user or None
+        self.guess = guess or None
+        self.header: float | None = None
+        self.aimd: float | None = None
+        self.step = 0.0
+        #: whether `aimd` came from what the server accepted (not a provisional halving)
+        self.measured = False
+
+    @property
+    def limit(self) -> float | None:
+        known = [v for v in (self.user, self.header) if v is not None]
+        return min(known) if known else self.guess
+
+    @property
+    def source(self) -> str | None:
+        if self.aimd is not None:
+            return "aimd"
+        if self.header is not None and (self.user is None or self.header <= self.user):
+            return "headers"
+        return "user" if self.user is not None else ("profile" if self.guess is not None else None)
+
+    def pace(self, fraction: float) -> float | None:
+        limit = self.limit
+        ceiling = None if limit is None else limit * fraction
+        if self.aimd is None:
+            return ceiling
+        return self.aimd if ceiling is None else min(self.aimd, ceiling)
+
+
+class AdaptiveRates:
+    """Decides the pacer's rates: told by the user, learned from headers, or found by AIMD.
+
+    Requests and tokens per minute are each learned the same way. A provider's rate-limit
     headers (``x-ratelimit-limit-*``, ``anthropic-ratelimit-*-limit``) are the account's
-    truth and replace the profile's default guess. With no header and a 429, the requests
-    rate is found by AIMD: start from the concurrency bound alone; on a second 429 within
-    ten seconds drop to half the rate that drew them (once per round trip: 429s from
-    requests sent before the cut do not cut again), then add about 1% of that rate per
-    second while calls succeed.
+    truth and replace the profile's guess; a rate the user told is a ceiling, never raised
+    by headers. With nothing known the pacer is off and only the concurrency bound holds.
+
+    A 429 still backs off below any of these (additive increase, multiplicative decrease):
+    on a second 429 within ten seconds, the limit it names drops to `backoff` times the rate
+    the server *accepted* over the last seconds (what a saturated server accepts is its
+    limit), at most once per round trip (429s for calls sent before the cut do not cut
+    again). Each success then adds `climb` of that rate per second, back up to the ceiling.
+    An unknown limit is thus found from one short overshoot, then held just below.
 
     A known limit is paced at `pace_fraction` of itself (98%): the service's bucket then
     gains a little slack every second, which absorbs network jitter that would otherwise
@@ -274,59 +345,79 @@ class AdaptiveRates:
 
     def __init__(self, pacer: Pacer, *, user_rpm: float | None, user_tpm: float | None,
                  default_rpm: float | None = None, default_tpm: float | None = None,
-                 pace_fraction: float = 0.98) -> None:
+                 pace_fraction: float = 0.98, backoff: float = 0.9, climb: float = 0.005) -> None:
         self.pacer = pacer
         self.pace_fraction = pace_fraction
-        self.rpm_source: str | None = "user" if user_rpm else ("profile" if default_rpm else None)
-        self.tpm_source: str | None = "user" if user_tpm else ("profile" if default_tpm else None)
-        self.rpm_limit = user_rpm or default_rpm
-        self.tpm_limit = user_tpm or default_tpm
+        self.backoff = backoff
+        self.climb = climb
+        self._requests = _Limit(user_rpm, default_rpm)
+        self._tokens = _Limit(user_tpm, default_tpm)
         self._last_cut = -math.inf
         self._strikes: deque[float] = deque()
-        self._step = 0.5  # rpm gained per second of success after a cut
-        pacer.set_rpm(self._paced(self.rpm_limit))
-        pacer.set_tpm(self._paced(self.tpm_limit))
+        #: (time, requests, tokens) of answered calls, to measure what the server accepts
+        self._accepted: deque[tuple[float, float, float]] = deque()
+        self._apply()
 
-    def _paced(self, limit: float | None) -> float | None:
-        return None if limit is None else limit * self.pace_fraction
+    # -- what is known ------------------------------------------------------------------
+    @property
+    def rpm_source(self) -> str | None:
+        return self._requests.source
+
+    @property
+    def tpm_source(self) -> str | None:
+        return self._tokens.source
+
+    @property
+    def rpm_limit(self) -> float | None:
+        return self._requests.limit
+
+    @property
+    def tpm_limit(self) -> float | None:
+        return self._tokens.limit
 
     @property
     def learned_rpm(self) -> float | None:
-        if self.rpm_source == "aimd":
-            return self.pacer.rpm
-        return self.rpm_limit if self.rpm_source == "headers" else None
+        return _learned(self._requests, self.pacer.rpm)
 
     @property
     def learned_tpm(self) -> float | None:
-        return self.tpm_limit if self.tpm_source == "headers" else None
+        return _learned(self._tokens, self.pacer.tpm)
 
+    # -- events -------------------------------------------------------------------------
     def observe_headers(self, info: RateLimitInfo | None) -> None:
         if info is None:
             return
-        limit = info.limit_requests
-        if (self.rpm_source != "user" and limit and limit > 0
-                and (self.rpm_source != "headers" or self.rpm_limit != limit)):
-            self.rpm_source, self.rpm_limit = "headers", limit
-            self.pacer.set_rpm(self._paced(limit))
-        limit = info.limit_tokens
-        if (self.tpm_source != "user" and limit and limit > 0
-                and (self.tpm_source != "headers" or self.tpm_limit != limit)):
-            self.tpm_source, self.tpm_limit = "headers", limit
-            self.pacer.set_tpm(self._paced(limit))
+        changed = False
+        for dim, limit in ((self._requests, info.limit_requests), (self._tokens, info.limit_tokens)):
+            if limit and limit > 0 and dim.header != limit:
+                dim.header = limit
+                changed = True
+        if changed:
+            self._apply()
 
     def on_success(self, ticket: Ticket, info: RateLimitInfo | None) -> None:
         self.observe_headers(info)
-        if self.rpm_source != "aimd" or ticket.granted_at < self._last_cut:
+        now = self.pacer.now()
+        self._accepted.append((now, ticket.requests, ticket.tokens))
+        self._prune(now)
+        if ticket.granted_at < self._last_cut:
             return
-        rpm = self.pacer.rpm
-        if rpm is None:
-            return
-        # successes arrive rpm/60 a second, so each adds step*60/rpm: +step rpm per second
-        self.pacer.set_rpm(rpm + self._step * 60.0 / rpm)
+        grew = False
+        for dim, amount in ((self._requests, ticket.requests), (self._tokens, ticket.tokens)):
+            if dim.aimd is None or amount <= 0:
+                continue
+            # answers arrive at about aimd/60 units a second, each adds its share: +step per second
+            dim.aimd += dim.step * amount * 60.0 / dim.aimd
+            limit = dim.limit
+            if limit is not None and dim.aimd >= limit * self.pace_fraction:
+                dim.aimd = None  # back at the ceiling
+            grew = True
+        if grew:
+            self._apply()
 
-    def on_rate_limited(self, ticket: Ticket, info: RateLimitInfo | None) -> None:
+    def on_rate_limited(self, ticket: Ticket, info: RateLimitInfo | None, message: str = "") -> None:
         self.observe_headers(info)
-        if self.rpm_source in ("user", "headers") or ticket.granted_at < self._last_cut:
+        if ticket.granted_at < self._last_cut:
             return
         # One isolated 429 is as likely a hiccup as a limit (and the cool-down already
         # answers it); cut only on a second one within the window, so a service with a
@@ -338,12 +429,52 @@ class AdaptiveRates:
         if len(self._strikes) < 2:
             return
         self._strikes.clear()
-        observed = self.pacer.observed_rpm()
-        current = self.pacer.rpm
-        base = observed if current is None else min(current, observed or current)
-        new = max(1.0, base / 2.0)
+        tokens = limited_dimension(info, message) == "tokens"
+        dim = self._tokens if tokens else self._requests
+        current = self.pacer.tpm if tokens else self.pacer.rpm
+        accepted = self._accepted_per_minute(now, tokens)
+        if len(self._accepted) < _MIN_ACCEPTED:
+            accepted = 0.0  # too few answers to measure a limit by: cut provisionally
+        floor = max(1.0, ticket.tokens) if tokens else 1.0
+        if accepted:
+            # a provisional rate was a guess: what the server accepted replaces it
+            base = accepted if current is None or not dim.measured else min(current, accepted)
+            dim.aimd = max(floor, base * self.backoff)
+            dim.step = max(floor / 60.0, dim.aimd * self.climb)
+        else:
+            # nothing answered yet (a first burst's 429s come back before its answers): halve
+            # what was sent, provisionally, and climb fast until a measured cut replaces it
+            sent = current if tokens else min(current or math.inf, self.pacer.observed_rpm())
+            if not sent or sent == math.inf:
+                return
+            dim.aimd = max(floor, sent / 2.0)
+            dim.step = max(floor / 60.0, dim.aimd * self.climb * 10.0)
+        dim.measured = bool(accepted)
         self._last_cut = now
-        self._step = max(0.5, new * 0.01)
-        self.rpm_source = "aimd"
-        self.rpm_limit = None
-        self.pacer.set_rpm(new)
+        logger.debug("429s: %s per minute cut to %.0f (server accepted %.0f)", "tokens" if tokens else "requests",
+                     dim.aimd, accepted)
+        self._apply(full=True)
+
+    # -- internals ----------------------------------------------------------------------
+    def _apply(self, full: bool = False) -> None:
+        self.pacer.set_rpm(self._requests.pace(self.pace_fraction), full=full)
+        self.pacer.set_tpm(self._tokens.pace(self.pace_fraction), full=full)
+
+    def _prune(self, now: float) -> None:
+        horizon = now - _OBSERVE_WINDOW_S
+        while self._accepted and self._accepted[0][0] < horizon:
+            self._accepted.popleft()
+
+    def _accepted_per_minute(self, now: float, tokens: bool) -> float:
+        self._prune(now)
+        if not self._accepted:
+            return 0.0
+        span = max(1.0, now - self._accepted[0][0])
+        total = sum(t if tokens else r for _, r, t in self._accepted)
+        return total / span * 60.0
+
+
+def _learned(dim: _Limit, pacing: float | None) -> float | None:
+    if dim.source == "aimd":
+        return pacing
+    return dim.header if dim.source == "headers" else None

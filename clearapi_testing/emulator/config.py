@@ -60,8 +60,9 @@ class EmulatorConfig(BaseModel):
 
     latency: Latency = Field(default_factory=Latency)
 
-    #: send ``x-ratelimit-*`` / ``anthropic-ratelimit-*`` headers; off by default, as most servers
-    #: that are not OpenAI's or Anthropic's own (vLLM, llama.cpp, gateways) send none
+    #: send ``x-ratelimit-*`` / ``anthropic-ratelimit-*`` headers while a limit is set; off by
+    #: default, as most servers that are not OpenAI's or Anthropic's own (vLLM, llama.cpp,
+    #: gateways) send none; 429s still carry ``retry-after``
     ratelimit_headers: bool = False
 
     # faults: fault_at (by request number) > fault_script (in order) > fault_rates > fault_rate

@@ -10,8 +10,8 @@ Token cost of a request = prompt tokens + (max_tokens or `default_max_tokens`) x
 and never refunded, as OpenAI counts it. A request asking for more tokens than the whole per-minute
 limit can never pass and gets a 429 saying so. Both buckets are checked before either is charged.
 
-Headers go on every API response once a limit is set (none when no limit is configured, so
-clients can be tested on both paths). ``remaining`` is what the bucket holds now, ``reset`` the time
+Headers go on every API response once a limit is set and `ratelimit_headers` is on (none when no
+limit is configured or the setting is off, so clients can be tested on both paths). ``remaining`` is what the bucket holds now, ``reset`` the time
 until it is full again (OpenAI: ``"20ms"``, ``"1.5s"``, ``"6m0s"``; Anthropic: an RFC 3339 instant).
 Anthropic's ``-input-tokens-`` and ``-output-tokens-`` headers report the one combined token bucket.
 """
