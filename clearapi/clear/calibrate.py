@@ -10,7 +10,7 @@ better than the scale does, so the cut is read off the dataset's own confidences
   with the file);
 * a two-component Gaussian mixture is fitted to it by EM — a "clean" component and, below it,
   a "corrupted" one of at most half the rows;
-* if the data do not show two components (BIC, and a corrupted component that is told apart
+* if the data do not show two components (AIC, and a corrupted component that is told apart
   from the clean one), the file is read as clean: one Gaussian, and only its far lower tail
   (`TAIL_Z` standard deviations, about 1 % of a normal sample) is cut;
 * otherwise the cut is the highest point below the clean mean where the corrupted component's
@@ -44,6 +44,10 @@ MAX_CORRUPTED = 0.5
 MIN_SEPARATION = 1.5
 #: the warning's limit: a run that drops more than this share of its rows says why
 WARN_DROP_SHARE = 0.25
+#: information-criterion penalty per extra parameter: AIC's 2. BIC's ln n asks too much of the
+#: 40-150 rows a small labelled set has (simulated: recall 0.26 where AIC gives 0.54 at precision
+#: 0.89), and AIC still reads one Gaussian as one (about 3 % of a clean 72-row file dropped)
+PENALTY: float | None = 2.0
 _SD_FLOOR = 0.15
 _EPS = 1e-300
 
@@ -215,7 +219,7 @@ def calibrate(confidences: Iterable[float]) -> Calibration:
     pi, lo, hi = _fit_two(xs, counts, n)
     ll2 = _loglik(xs, counts, [(pi, lo), (1.0 - pi, hi)])
     separation = math.sqrt(2.0) * (hi.mean - lo.mean) / math.sqrt(lo.sd ** 2 + hi.sd ** 2)
-    bic_gain = (-2.0 * ll1 + 2.0 * math.log(n)) - (-2.0 * ll2 + 5.0 * math.log(n))
+    bic_gain = 2.0 * (ll2 - ll1) - 3.0 * (math.log(n) if PENALTY is None else PENALTY)
     cut = _crossing(pi, lo, hi) if bic_gain > 0 and separation >= MIN_SEPARATION else None
     if cut is None:
         z = mean - TAIL_Z * sd
