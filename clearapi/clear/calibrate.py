@@ -14,7 +14,8 @@ better than the scale does, so the cut is read off the dataset's own confidences
   from the clean one), the file is read as clean: one Gaussian, and only its far lower tail
   (`TAIL_Z` standard deviations, about 1 % of a normal sample) is cut;
 * otherwise the cut is the highest point below the clean mean where the corrupted component's
-  weighted density passes the clean one's, i.e. a row below it is more likely corrupted.
+  weighted density passes the clean one's, i.e. a row below it is more likely corrupted;
+* the cut is capped at the old absolute 0.5 (`CEILING`): it only ever moves down.
 
 The same fit says what a cut costs: the share of the clean component below it (clean rows
 dropped) and of the corrupted component above it (corrupted rows kept). Those are estimates
@@ -29,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["BINS", "MIN_ROWS", "TAIL_Z", "WARN_DROP_SHARE", "Calibration", "calibrate", "drop_warning"]
+__all__ = ["BINS", "CEILING", "MIN_ROWS", "TAIL_Z", "WARN_DROP_SHARE", "Calibration", "calibrate", "drop_warning"]
 
 #: log-odds range and resolution of the histogram the mixture is fitted to
 LO, HI, BINS = -7.0, 7.0, 280
@@ -42,6 +43,11 @@ TAIL_Z = 2.33
 MAX_CORRUPTED = 0.5
 #: the two components must be this far apart (Ashman's D) to be read as two
 MIN_SEPARATION = 1.5
+#: the calibrated cut never goes above the old absolute cut: a skewed clean mode (easy rows piled
+#: near the top) can fit as two components and put the crossing at 0.7-0.8 (measured: a third of
+#: clean rows dropped on the easy sets). Calibration moves the cut *down* for data whose clean rows
+#: score low; it does not move it up
+CEILING = 0.5
 #: the warning's limit: a run that drops more than this share of its rows says why
 WARN_DROP_SHARE = 0.25
 #: information-criterion penalty per extra parameter: AIC's 2. BIC's ln n asks too much of the
@@ -223,11 +229,11 @@ def calibrate(confidences: Iterable[float]) -> Calibration:
     cut = _crossing(pi, lo, hi) if bic_gain > 0 and separation >= MIN_SEPARATION else None
     if cut is None:
         z = mean - TAIL_Z * sd
-        return Calibration("one-component", _sigmoid(z), n, corrupted_share=0.0, clean=(mean, sd),
+        return Calibration("one-component", min(CEILING, _sigmoid(z)), n, corrupted_share=0.0, clean=(mean, sd),
                            note=(f"the confidences show no separate low mode (separation {separation:.2f}, "
                                  f"BIC gain {bic_gain:.1f}): read as clean, only the lower tail "
                                  f"{TAIL_Z} sd below the mean is cut"))
-    return Calibration("mixture", _sigmoid(cut), n, corrupted_share=pi, clean=(hi.mean, hi.sd),
+    return Calibration("mixture", min(CEILING, _sigmoid(cut)), n, corrupted_share=pi, clean=(hi.mean, hi.sd),
                        corrupted=(lo.mean, lo.sd),
                        note=(f"two-component mixture: {pi:.0%} of rows in a low mode (separation "
                              f"{separation:.2f}); cut where a row is more likely in it than in the clean one"))
