@@ -7,8 +7,9 @@
 Prints, per dataset: AUROC of each signal alone and of the combined confidence for telling
 corrupted from clean rows (1.0 = every corrupted row scores below every clean one, 0.5 =
 chance), AUROC per corruption kind, precision/recall of the filter at the default threshold
-(and at the paper's median cut), what auto-correct did (corrupted rows fixed, corrupted
-rows replaced by another wrong answer, clean rows damaged), and calls/tokens per row.
+(calibrated to the dataset, with its estimated and actual clean-drop rate) and at the paper's
+median cut, what auto-correct did (corrupted rows fixed, corrupted rows replaced by another
+wrong answer, clean rows damaged), and calls/tokens per row.
 
 Runs go through the public `clearapi.curate` with the response cache, so a second run only
 re-applies the combination and policy (seconds). Labels come from ``labels.jsonl`` next to
@@ -97,6 +98,12 @@ def report(name: str, out: Path, labels: dict[int, dict[str, Any]], threshold: f
         print(f"filter at {label}: flags {tp + fp} rows, precision {_fmt(prec)}, recall {_fmt(rec)}")
         result[f"filter_{'default' if cut == threshold else 'median'}"] = {"precision": prec, "recall": rec,
                                                                              "flagged": tp + fp}
+        if cut == threshold and summary.get("calibration"):
+            cal = summary["calibration"]
+            n_clean = len(rows) - n_bad
+            print(f"  cut rule {cal['rule']}: clean rows dropped {fp}/{n_clean} = {_fmt(fp / n_clean if n_clean else None)}"
+                  f" (estimated {_fmt(cal['estimated_clean_dropped'])}), corrupted kept "
+                  f"{_fmt((n_bad - tp) / n_bad if n_bad else None)} (estimated {_fmt(cal['estimated_corrupted_kept'])})")
     fixed = wrong_fix = damaged = harmless = 0
     for s, lab in rows:
         if s["action"] != "correct":

@@ -322,6 +322,10 @@ class Summary(BaseModel):
     counts: RowCounts = Field(default_factory=RowCounts)
     settings: dict[str, Any] = Field(default_factory=dict)
     threshold: float | None = Field(default=None, description="the confidence cut actually applied")
+    calibration: dict[str, Any] | None = Field(
+        default=None, description="the dataset's calibrated cut and the estimated share of clean rows dropped "
+                                  "and of corrupted rows kept at the cut applied")
+    warnings: list[str] = Field(default_factory=list, description="what a user should know before using the output")
     engine: RunStats = Field(default_factory=RunStats)
     signals: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-signal notes: weight, method")
     outputs: dict[str, str] = Field(default_factory=dict, description="file name per output kind")

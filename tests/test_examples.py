@@ -12,11 +12,12 @@ from clearapi.records import Example
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = [ROOT / "examples" / "qa.jsonl", ROOT / "examples" / "heldout" / "qa.jsonl",
-        ROOT / "examples" / "factual" / "qa.jsonl"]
+        ROOT / "examples" / "factual" / "qa.jsonl", ROOT / "examples" / "longctx" / "qa.jsonl",
+        ROOT / "examples" / "longctx" / "heldout" / "qa.jsonl"]
 KINDS = {"clean", "wrong_answer", "context_sentence", "swapped", "off_topic", "truncated"}
 
 
-@pytest.mark.parametrize("path", SETS, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", SETS, ids=lambda p: str(p.parent.relative_to(ROOT)))
 def test_labelled_set_is_consistent(path: Path) -> None:
     items = list(read_examples(path))
     assert all(isinstance(x, Example) for x in items), "every example row must read cleanly"
@@ -38,3 +39,13 @@ def test_labelled_set_is_consistent(path: Path) -> None:
             assert example.response.rstrip(".") in example.prompt_text, example.id
     corrupted = sum(lab["corrupted"] for lab in labels)
     assert 0.2 <= corrupted / len(labels) <= 0.35  # examples/README.md: 24 % and 30 %
+
+
+def test_longctx_splits_share_no_source() -> None:
+    """The long-context held-out split checks a rule chosen on the tuning split: no module in common."""
+    def modules(folder: Path) -> set[str]:
+        labels = [json.loads(x) for x in (folder / "labels.jsonl").read_text().splitlines() if x]
+        assert all(len(e.prompt_text) >= 400 for e in read_examples(folder / "qa.jsonl") if isinstance(e, Example))
+        return {lab["source"].split(".")[0] for lab in labels}
+    tuning, heldout = modules(ROOT / "examples" / "longctx"), modules(ROOT / "examples" / "longctx" / "heldout")
+    assert tuning and heldout and not tuning & heldout

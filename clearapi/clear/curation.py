@@ -4,9 +4,10 @@ A curate run is two passes over the input, so memory stays flat on any file size
 
 1. **score**: stream the input; every `Example` is scored (`pipeline.score_example`) under
    the engine's limits, in input order; its `Score` goes to a scratch file in the output
-   folder and only ``confidence`` stays in memory (8 bytes a row, for ``--filter-fraction``).
+   folder and only ``confidence`` stays in memory (8 bytes a row, for the calibrated cut and ``--filter-fraction``).
    Reader rejects and rows whose calls failed after all retries go to ``rejects.jsonl``.
-2. **decide**: the threshold is now known (absolute, or the quantile for a fraction). The
+2. **decide**: the threshold is now known (calibrated to the dataset's confidences by
+   `calibrate`, or absolute, or the quantile for a fraction). The
    input is read again alongside the scratch scores; each row is decided
    (`policy.decide`), the pairwise judgement asked only where it can change the decision,
    and ``curated.jsonl`` / ``scores.jsonl`` are written. With an absolute threshold (known
@@ -35,6 +36,7 @@ from typing import Any, Literal
 import orjson
 
 from clearapi._version import __version__
+from clearapi.clear.calibrate import calibrate, drop_warning
 from clearapi.clear.combine import GATES, weights_for
 from clearapi.clear.demos import DemoPool
 from clearapi.clear.estimate import Estimate, estimate_run
@@ -42,7 +44,6 @@ from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, judge, s
 from clearapi.clear.policy import (
     DEFAULT_CORRECT_THRESHOLD,
     DEFAULT_ETA,
-    DEFAULT_THRESHOLD,
     CurationAction,
     Judgement,
     PolicySettings,
@@ -135,7 +136,7 @@ class CurateOptions:
         out["base_url"] = redact_url(self.base_url)
         out["threshold_rule"] = (
             f"filter fraction {self.filter_fraction}" if self.filter_fraction is not None
-            else f"absolute {self.threshold if self.threshold is not None else DEFAULT_THRESHOLD}")
+            else f"absolute {self.threshold}" if self.threshold is not None else "calibrated")
         return out
 
 
@@ -345,13 +346,14 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
     scratch = out / ".clearapi-scores.partial.jsonl"
     confidences = array("d")
     scored_lines = 0
-    # An absolute threshold is known before any row is scored: each row is then decided (its
-    # judgement asked) as soon as it is scored, keeping the limit busy while later rows score.
+    # An absolute threshold is known before any row is scored (a calibrated or fractional one is
+    # not): each row is then decided (its judgement asked) as soon as it is scored, keeping the
+    # limit busy while later rows score.
     early: list[str] = []  # run-stopping errors of those early judgements
 
     async def decide_now(example: Example, row: Score) -> Score:
-        _, row, error = await _decide_row(engine, plan, settings, opts.threshold if opts.threshold is not None
-                                          else DEFAULT_THRESHOLD, (example, row), None)
+        assert opts.threshold is not None
+        _, row, error = await _decide_row(engine, plan, settings, opts.threshold, (example, row), None)
         if error is not None:
             early.append(error)
         return row
@@ -361,7 +363,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         with scratch.open("wb") as fh:
             try:
                 async for item in _score_rows(engine, reader, plan, input,
-                                              decide_now if opts.filter_fraction is None else None):
+                                              decide_now if opts.filter_fraction is None and opts.threshold is not None else None):
                     tally.counts.rows += 1
                     tally.last_line = item.line
                     if isinstance(item, Reject):
@@ -378,10 +380,13 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
             stopped = FatalError(early[0])
         read_stats = reader.stats  # pass 2 reads the input again, with fresh counters, and stops early
         # --- threshold ----------------------------------------------------------------------
+        calibration = calibrate(confidences)
         if opts.filter_fraction is not None:
             threshold = fraction_threshold(confidences, opts.filter_fraction)
         else:
-            threshold = opts.threshold if opts.threshold is not None else DEFAULT_THRESHOLD
+            threshold = opts.threshold if opts.threshold is not None else calibration.threshold
+        below = sum(1 for c in confidences if c < threshold)
+        warning = drop_warning(below, len(confidences), calibration, threshold)
         del confidences
         # --- pass 2: decide, write -----------------------------------------------------------
         try:
@@ -419,6 +424,9 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
             with contextlib.suppress(FileNotFoundError):
                 scratch.unlink()
     summary = _summary(engine, input, output_dir, opts, plan, started, tally, threshold, stopped, read_stats)
+    summary.calibration = calibration.report(threshold)
+    if warning is not None:  # the CLI prints it on stderr; a library caller reads summary.warnings
+        summary.warnings.append(warning)
     write_json_atomic(out / OUTPUTS["summary"], summary)
     _write_report(out, summary)
     return summary

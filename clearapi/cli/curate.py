@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clearapi.clear.policy import DEFAULT_CORRECT_THRESHOLD, DEFAULT_ETA, DEFAULT_THRESHOLD
+from clearapi.clear.policy import DEFAULT_CORRECT_THRESHOLD, DEFAULT_ETA
 from clearapi.records import Summary
 
 
@@ -68,7 +68,8 @@ def add_parser(sub: Any) -> None:
                         "is confidently better, else keep; both (default): correct, else drop")
     cut = p.add_mutually_exclusive_group()
     cut.add_argument("--threshold", type=float, default=None, metavar="T",
-                     help=f"drop/correct rows with confidence below T (default {DEFAULT_THRESHOLD})")
+                     help="drop/correct rows with confidence below T (default: a cut calibrated to the "
+                          "dataset, where a row is more likely corrupted than clean; see summary.json)")
     cut.add_argument("--filter-fraction", type=float, default=None, metavar="F",
                      help="drop/correct the lowest fraction F of rows instead (the CLEAR paper: 0.5)")
     p.add_argument("--correct-threshold", type=float, default=DEFAULT_CORRECT_THRESHOLD, metavar="G",
@@ -126,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     summary = asyncio.run(curate(args.input, args.out_dir, **options))
     print(describe(summary))
+    for warning in summary.warnings:
+        print(f"clearapi: warning: {warning}", file=sys.stderr)
     if not summary.completed:
         print(f"clearapi: stopped: {summary.stopped_reason} Complete outputs of an earlier run, if any, "
               "were left as they were; this run's results are in the .partial files.", file=sys.stderr)

@@ -440,11 +440,16 @@ class Engine:
                 if probe:
                     self._probed.set()
                 raise
-            self._stats.requests += 1
             self._in_flight += 1
             try:
                 async with asyncio.timeout(self._timeout * 1.5 + 5.0):
-                    response = await self.adapter.chat(request)
+                    try:
+                        response = await self.adapter.chat(request)
+                    finally:
+                        # a call cancelled by a stop is not counted: most never left the client's
+                        # pool, and the stop message must not claim calls the server never saw
+                        if not _cancelling():
+                            self._stats.requests += 1
             except RateLimited as exc:
                 self._on_rate_limited(ticket, exc)
                 raise
@@ -636,6 +641,11 @@ class _Hold:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _sends_ratelimit_headers(profile: Profile, base_url: str | None) -> bool:

@@ -122,6 +122,10 @@ def _banners(data: ReportData) -> str:
         reason = f": {s.stopped_reason}" if s.stopped_reason else ""
         out.append(f'<p class="banner warn" id="stopped">This run stopped early{escape(redact(reason))}. '
                    "Rows it did not reach are not in this report; re-running resumes from the cache.</p>")
+    for warning in s.warnings if s is not None else []:
+        out.append(f'<p class="banner warn drop-warning">{escape(warning)}</p>')
+    if s is not None and s.calibration:
+        out.append(f'<p class="banner note" id="calibration">{escape(_calibration_text(s.calibration))}</p>')
     for note in data.notes:
         out.append(f'<p class="banner note">{escape(note)}</p>')
     if data.bad_lines_total:
@@ -131,6 +135,17 @@ def _banners(data: ReportData) -> str:
         out.append(f'<div class="banner warn" id="bad-lines"><p>{data.bad_lines_total:,} line(s) of the output '
                    f"files could not be read and are not shown:</p><ul>{items}{tail}</ul></div>")
     return "".join(out)
+
+
+def _share(x: object) -> str:
+    return f"{x:.0%}" if isinstance(x, int | float) else "unknown"
+
+
+def _calibration_text(cal: dict[str, Any]) -> str:
+    """What the cut costs, in the calibration's own words (summary.json `calibration`)."""
+    return (f"Cut: {cal.get('note', '')}. At the cut applied, an estimated {_share(cal.get('estimated_clean_dropped'))} "
+            f"of clean rows are dropped and {_share(cal.get('estimated_corrupted_kept'))} of corrupted rows kept "
+            f"(estimates from the fit, not measurements).")
 
 
 def _legend() -> str:
