@@ -323,5 +323,7 @@ class Summary(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     threshold: float | None = Field(default=None, description="the confidence cut actually applied")
     engine: RunStats = Field(default_factory=RunStats)
+    judges: dict[str, RunStats] = Field(default_factory=dict,
+                                        description="each separate judge's own engine: calls, tokens, cost")
     signals: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-signal notes: weight, method")
     outputs: dict[str, str] = Field(default_factory=dict, description="file name per output kind")

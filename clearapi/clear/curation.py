@@ -36,7 +36,8 @@ from clearapi._version import __version__
 from clearapi.clear.combine import GATES, weights_for
 from clearapi.clear.demos import DemoPool
 from clearapi.clear.estimate import Estimate, estimate_run
-from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, judge, score_example
+from clearapi.clear.judge import JudgeSpec, Panel, panel_judgement
+from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, score_example
 from clearapi.clear.policy import (
     DEFAULT_CORRECT_THRESHOLD,
     DEFAULT_ETA,
@@ -110,6 +111,38 @@ class CurateOptions:
     batch: bool = False
     batch_retry: Literal["online", "batch"] = "online"
     batch_poll_interval: float = 10.0
+    #: a separate judge (issue: a cheap scorer, a stronger judge): provider profile(s); a list is a panel
+    judge_provider: str | list[str] | None = None
+    #: the judge's model (one per judge provider, or one for all)
+    judge_model: str | list[str] | None = None
+    judge_base_url: str | list[str] | None = None
+    judge_api_key: str | None = field(default=None, repr=False)
+    #: how many of a panel's judges must prefer the correction (None: all of them)
+    judge_majority: int | None = None
+
+    def judges(self) -> list[JudgeSpec]:
+        """The separate judges asked, in order (none: the scorer judges its own candidates)."""
+        def listed(value: str | list[str] | None) -> list[str | None]:
+            return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+        providers = [p for p in listed(self.judge_provider) if p]
+        models, urls = listed(self.judge_model), listed(self.judge_base_url)
+        if not providers:
+            if models or urls or self.judge_majority is not None:
+                raise ConfigError("--judge-model, --judge-base-url and --judge-majority need --judge-provider")
+            return []
+        for name, values in (("--judge-model", models), ("--judge-base-url", urls)):
+            if len(values) > 1 and len(values) != len(providers):
+                raise ConfigError(f"{name} given {len(values)} times for {len(providers)} judge providers: give it "
+                                  "once (for every judge) or once per --judge-provider")
+        if self.judge_majority is not None and not 1 <= self.judge_majority <= len(providers):
+            raise ConfigError(f"judge majority must be between 1 and {len(providers)} (the judges), "
+                              f"got {self.judge_majority}")
+
+        def pick(values: list[str | None], i: int) -> str | None:
+            return values[i] if len(values) > 1 else values[0] if values else None
+
+        return [JudgeSpec(p, pick(models, i), pick(urls, i)) for i, p in enumerate(providers)]
 
     def check(self) -> None:
         if self.threshold is not None and self.filter_fraction is not None:
@@ -120,10 +153,12 @@ class CurateOptions:
             raise ConfigError(f"filter fraction must be in [0, 1], got {self.filter_fraction}")
         ScoringPlan.check_counts(samples=self.samples, demonstrations=self.demonstrations, demo_sets=self.demo_sets)
         PolicySettings(action=self.action, correct_threshold=self.correct_threshold, eta=self.eta)
+        self.judges()
 
     def settings(self) -> dict[str, Any]:
         """What goes into summary.json: every option except the key."""
-        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k != "api_key"}
+        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()
+               if k not in ("api_key", "judge_api_key")}
         out["threshold_rule"] = (
             f"filter fraction {self.filter_fraction}" if self.filter_fraction is not None
             else f"absolute {self.threshold if self.threshold is not None else DEFAULT_THRESHOLD}")
@@ -149,6 +184,12 @@ def _engine(opts: CurateOptions) -> Engine:
     return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key, rpm=opts.rpm,
                   tpm=opts.tpm, max_concurrency=opts.max_concurrency, cache=opts.cache, max_cost=opts.max_cost,
                   progress=opts.progress, batch=batch)
+
+
+def _judge_engine(spec: JudgeSpec, opts: CurateOptions) -> Engine:
+    """A judge's own engine: its own limits (the profile's), cache handle and cost accounting."""
+    return Engine(spec.provider, model=spec.model, base_url=spec.base_url, api_key=opts.judge_api_key,
+                  cache=opts.cache, progress=False)
 
 
 def _window(engine: Engine) -> int | None:
@@ -233,8 +274,13 @@ def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
         keep = 1.0 - price.batch_discount
         price = price.model_copy(update={"input": price.input * keep, "output": price.output * keep})
     reader = _reader(input, opts)
-    return estimate_run(reader, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
-                        filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
+    est = estimate_run(reader, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
+                       filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
+    for spec in opts.judges():
+        judge_profile = load_profile(spec.provider)
+        judge_model = spec.model or judge_profile.default_model
+        est.add_judge(judge_profile.name, judge_model, judge_profile.price_for(judge_model))
+    return est
 
 
 def _now() -> str:
@@ -245,6 +291,8 @@ class _Tally:
     def __init__(self) -> None:
         self.counts = RowCounts()
         self.calls = 0
+        self.judged = 0
+        self.judgement_calls = 0
         self.tokens = 0
         self.last_line = 0
 
@@ -289,13 +337,18 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     async with contextlib.AsyncExitStack() as stack:
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
-        return await _run(engine, reader, str(input), out, opts, started)
+        judges = [(spec.name, await stack.enter_async_context(_judge_engine(spec, opts)))
+                  for spec in opts.judges()]
+        return await _run(engine, reader, str(input), out, opts, started, judges=judges)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opts: CurateOptions,
-               started: str) -> Summary:
+               started: str, *, judges: list[tuple[str, Engine]] | None = None) -> Summary:
     plan = _plan(engine.capabilities, opts)
+    judges = judges or []
+    panel = Panel([(name, e, ScoringPlan.for_capabilities(e.capabilities, seed=opts.seed)) for name, e in judges],
+                  majority=opts.judge_majority)
     settings = PolicySettings(action=opts.action, correct_threshold=opts.correct_threshold, eta=opts.eta)
     tally = _Tally()
     stopped: FatalError | None = None
@@ -332,14 +385,21 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                     AtomicJsonlWriter(out / OUTPUTS["scores"]) as scores:
                 pairs = _pairs(reader, scratch)
 
+                demos = await asyncio.to_thread(_demo_pool, reader, plan) if plan.likelihood else None
+
                 async def one(pair: tuple[Example, Score]) -> tuple[Example, Score, str | None]:
-                    return await _decide_row(engine, plan, settings, threshold, pair, stopped)
+                    return await _decide_row(engine, plan, settings, threshold, pair, stopped, panel=panel,
+                                             demos=demos)
 
                 async for example, row, error in engine.map(pairs, one, window=_window(engine), count_rows=False):
                     if error is not None and stopped is None:
                         stopped = FatalError(error)
                     scores.write(row)
                     tally.calls += row.calls
+                    if "judgement" in row.details:
+                        tally.judged += 1
+                        tally.judgement_calls += (row.details["judgement"]["scorer_calls"]
+                                                  + row.details["judgement"]["judge_calls"])
                     tally.tokens += row.tokens
                     if row.action == "drop":
                         tally.counts.dropped += 1
@@ -360,6 +420,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
             with contextlib.suppress(FileNotFoundError):
                 scratch.unlink()
     summary = _summary(engine, input, out, opts, plan, started, tally, threshold, stopped, read_stats)
+    summary.judges = {name: e.stats for name, e in judges}
     write_json_atomic(out / OUTPUTS["summary"], summary)
     _write_report(out, summary)
     return summary
@@ -380,8 +441,10 @@ def _pairs(reader: DatasetReader, scratch: Path) -> Iterator[tuple[Example, Scor
 
 
 async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySettings, threshold: float,
-                      pair: tuple[Example, Score], stopped: FatalError | None) -> tuple[Example, Score, str | None]:
+                      pair: tuple[Example, Score], stopped: FatalError | None, *, panel: Panel | None = None,
+                      demos: DemoPool | None = None) -> tuple[Example, Score, str | None]:
     example, row = pair
+    panel = panel or Panel()
     candidate = candidate_of(row)
     judgement: Judgement | None = None
     judgement_error: str | None = None
@@ -391,9 +454,13 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
         if stopped is not None or engine.stopped is not None:
             judgement_error = f"run stopped before the pairwise judgement ({stopped or engine.stopped})"
         else:
-            work = RowWork()
+            work, judge_work = RowWork(), RowWork()
+            # the likelihood judge scores y′ under the demonstration sets y was scored under
+            sets = [shown for shown, _ in demos.sets_for(example, plan.demonstrations, plan.sets())] \
+                if demos is not None else [()]
             try:
-                judgement = await judge(engine, plan, example, candidate.text, work)
+                verdicts = await panel.verdicts(engine, plan, example, candidate.text, sets, work, judge_work)
+                judgement = panel_judgement(verdicts, panel.majority)
             except ROW_ERRORS as exc:
                 judgement_error = f"pairwise judgement failed: {type(exc).__name__}: {exc}"
             except FatalError as exc:
@@ -403,7 +470,11 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
             row.tokens += work.usage.total_tokens
             if judgement is not None:
                 row.details["judgement"] = {"candidate_second": judgement.candidate_second,
-                                            "candidate_first": judgement.candidate_first}
+                                            "candidate_first": judgement.candidate_first,
+                                            "original": example.response, "candidate": candidate.text,
+                                            "verdicts": [v.as_dict() for v in verdicts],
+                                            "scorer_calls": work.calls, "judge_calls": judge_work.calls,
+                                            "judge_tokens": judge_work.usage.total_tokens}
     decision = decide(row.confidence, threshold, settings, candidate=candidate, judgement=judgement,
                       judgement_error=judgement_error)
     row.action = decision.action
@@ -434,7 +505,9 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
     rows = tally.counts.rows
     per_row = {"calls": round(tally.calls / rows, 3) if rows else 0.0,
                "tokens": round(tally.tokens / rows, 1) if rows else 0.0,
-               "scoring_calls_planned": plan.calls_per_row()}
+               "scoring_calls_planned": plan.calls_per_row(),
+               "judged_rows": tally.judged,
+               "judgement_calls": round(tally.judgement_calls / rows, 3) if rows else 0.0}
     reason = None
     if stopped is not None:
         reason = (f"{type(stopped).__name__}: {stopped}. Rows after line {tally.last_line} were not "
