@@ -94,6 +94,9 @@ def test_separate_judge_on_its_own_emulator(tmp_path: Path, emulator_factory: An
         (v,) = j["verdicts"]
         assert v["judge"] == "openai/gpt-4o" and v["method"] == "text" and len(v["orders"]) == 2
         assert "bias" in v and 0.0 <= v["preference"] <= 1.0
+    # the report sets each judged row's verdict beside the response and the candidate
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "debiased preference" in html and "openai/gpt-4o (text)" in html
 
 
 def test_dry_run_prices_the_scorer_and_the_judge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
