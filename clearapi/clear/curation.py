@@ -36,7 +36,7 @@ from clearapi._version import __version__
 from clearapi.clear.combine import GATES, weights_for
 from clearapi.clear.demos import DemoPool
 from clearapi.clear.estimate import Estimate, estimate_run
-from clearapi.clear.judge import JudgeSpec, Panel, panel_judgement
+from clearapi.clear.judge import LIKELIHOOD_CORRECT_THRESHOLD, JudgeSpec, Panel, panel_judgement
 from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, score_example
 from clearapi.clear.policy import (
     DEFAULT_CORRECT_THRESHOLD,
@@ -91,7 +91,8 @@ class CurateOptions:
     action: CurationAction = "both"
     threshold: float | None = None
     filter_fraction: float | None = None
-    correct_threshold: float = DEFAULT_CORRECT_THRESHOLD
+    #: None: 0.6 for a text judge, `LIKELIHOOD_CORRECT_THRESHOLD` for the likelihood judge
+    correct_threshold: float | None = None
     eta: float = DEFAULT_ETA
     samples: int = 4
     #: ask the temperature-0 answer too (None: where the provider scores given text, i.e. self-hosted)
@@ -152,7 +153,7 @@ class CurateOptions:
         if self.filter_fraction is not None and not 0.0 <= self.filter_fraction <= 1.0:
             raise ConfigError(f"filter fraction must be in [0, 1], got {self.filter_fraction}")
         ScoringPlan.check_counts(samples=self.samples, demonstrations=self.demonstrations, demo_sets=self.demo_sets)
-        PolicySettings(action=self.action, correct_threshold=self.correct_threshold, eta=self.eta)
+        PolicySettings(action=self.action, correct_threshold=self.correct_threshold or 0.0, eta=self.eta)
         self.judges()
 
     def settings(self) -> dict[str, Any]:
@@ -349,7 +350,10 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
     judges = judges or []
     panel = Panel([(name, e, ScoringPlan.for_capabilities(e.capabilities, seed=opts.seed)) for name, e in judges],
                   majority=opts.judge_majority)
-    settings = PolicySettings(action=opts.action, correct_threshold=opts.correct_threshold, eta=opts.eta)
+    gate = opts.correct_threshold
+    if gate is None:
+        gate = LIKELIHOOD_CORRECT_THRESHOLD if plan.likelihood and not judges else DEFAULT_CORRECT_THRESHOLD
+    settings = PolicySettings(action=opts.action, correct_threshold=gate, eta=opts.eta)
     tally = _Tally()
     stopped: FatalError | None = None
     scratch = out / ".clearapi-scores.partial.jsonl"

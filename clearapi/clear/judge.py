@@ -40,6 +40,7 @@ from clearapi.errors import ConfigError
 from clearapi.records import ChatRequest, ChatResponse, Example, Message
 
 __all__ = [
+    "LIKELIHOOD_CORRECT_THRESHOLD",
     "PMI_MARGIN_SCALE",
     "JudgeSpec",
     "Verdict",
@@ -49,8 +50,12 @@ __all__ = [
 ]
 
 #: nats per token of PMI(y′) − PMI(y) that count as one unit of log-odds for the likelihood judge:
-#: with η = 0.8 (log-odds 1.39) y′ must gain at least 1.39 × this under every demonstration set
-PMI_MARGIN_SCALE = 0.5
+#: with η = 0.8 (log-odds ln 4) y′ must gain at least 0.5 nats/token of PMI under every demonstration set
+#: (chosen on examples/factual: every clean row's candidate had a negative margin in some set)
+PMI_MARGIN_SCALE = 0.5 / math.log(4.0)
+#: the candidate-confidence gate before the likelihood judge (the text judge keeps the policy's 0.6):
+#: a PMI margin is a stronger check than a verdict, and a small model's right answers are often hesitant
+LIKELIHOOD_CORRECT_THRESHOLD = 0.3
 #: probabilities are clipped to this distance from 0 and 1 before taking log-odds
 _EPS = 1e-4
 

@@ -69,9 +69,9 @@ def add_parser(sub: Any) -> None:
                      help=f"drop/correct rows with confidence below T (default {DEFAULT_THRESHOLD})")
     cut.add_argument("--filter-fraction", type=float, default=None, metavar="F",
                      help="drop/correct the lowest fraction F of rows instead (the CLEAR paper: 0.5)")
-    p.add_argument("--correct-threshold", type=float, default=DEFAULT_CORRECT_THRESHOLD, metavar="G",
+    p.add_argument("--correct-threshold", type=float, default=None, metavar="G",
                    help=f"confidence the model's own answer needs to replace a response (default "
-                        f"{DEFAULT_CORRECT_THRESHOLD})")
+                        f"{DEFAULT_CORRECT_THRESHOLD}; 0.3 where the scorer judges by likelihood)")
     p.add_argument("--eta", type=float, default=DEFAULT_ETA, metavar="E",
                    help=f"pairwise-judgement confidence needed, in both orders (default {DEFAULT_ETA})")
     judge = p.add_argument_group("separate judge", "judge correction candidates with another model (its own "
