@@ -425,6 +425,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                 scratch.unlink()
     summary = _summary(engine, input, out, opts, plan, started, tally, threshold, stopped, read_stats)
     summary.judges = {name: e.stats for name, e in judges}
+    summary.settings["correct_threshold"] = settings.correct_threshold  # None became the judge's default
     write_json_atomic(out / OUTPUTS["summary"], summary)
     _write_report(out, summary)
     return summary
