@@ -27,7 +27,7 @@ from typing import Any
 
 from clearapi import curate
 from clearapi.clear.signals import SIGNAL_NAMES
-from clearapi.clear.similarity import agreement
+from clearapi.clear.similarity import agreement, tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {"main": ROOT / "examples" / "qa.jsonl", "heldout": ROOT / "examples" / "heldout" / "qa.jsonl",
@@ -53,8 +53,19 @@ def _label(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def matches_reference(text: str, references: list[str]) -> bool:
+    """Every word of one reference answer (normalised: case, punctuation, articles, number words)
+    occurs in `text`; a one-word reference ending in a full stop ("Rex.") must be the whole answer."""
+    words = tokens(text)
+    return any(words == tokens(ref) if ref.endswith(".") and len(tokens(ref)) == 1 else set(tokens(ref)) <= set(words)
+               for ref in references)
+
+
 def _is_right(text: str, score: dict[str, Any], lab: dict[str, Any]) -> bool:
-    """Does `text` agree with the labelled right answer (a clean row's own response if unlabelled)?"""
+    """Does `text` give the labelled right answer? By the label's `reference` answers where it has
+    them, else by agreement with `correct` (a clean row's own response if unlabelled)."""
+    if lab.get("reference"):
+        return matches_reference(text, lab["reference"])
     right = lab["correct"] or (score["response"] if not lab["corrupted"] else "")
     return bool(right) and agreement(text, right) >= 0.8
 

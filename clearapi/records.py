@@ -327,5 +327,7 @@ class Summary(BaseModel):
                                   "and of corrupted rows kept at the cut applied")
     warnings: list[str] = Field(default_factory=list, description="what a user should know before using the output")
     engine: RunStats = Field(default_factory=RunStats)
+    judges: dict[str, RunStats] = Field(default_factory=dict,
+                                        description="each separate judge's own engine: calls, tokens, cost")
     signals: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-signal notes: weight, method")
     outputs: dict[str, str] = Field(default_factory=dict, description="file name per output kind")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clearapi.clear.similarity import tokens
 from clearapi.datasets import read_examples
 from clearapi.records import Example
 
@@ -15,6 +16,15 @@ SETS = [ROOT / "examples" / "qa.jsonl", ROOT / "examples" / "heldout" / "qa.json
         ROOT / "examples" / "factual" / "qa.jsonl", ROOT / "examples" / "longctx" / "qa.jsonl",
         ROOT / "examples" / "longctx" / "heldout" / "qa.jsonl"]
 KINDS = {"clean", "wrong_answer", "context_sentence", "swapped", "off_topic", "truncated"}
+
+
+def matches_reference(text: str, references: list[str]) -> bool:
+    """bench/quality.py's rule for "a correction is right": every word of one reference answer
+    (normalised: case, punctuation, articles, number words) occurs in the text; a one-word
+    reference ending in a full stop ("Rex.") must be the whole answer."""
+    words = tokens(text)
+    return any(words == tokens(ref) if ref.endswith(".") and len(tokens(ref)) == 1 else set(tokens(ref)) <= set(words)
+               for ref in references)
 
 
 @pytest.mark.parametrize("path", SETS, ids=lambda p: str(p.parent.relative_to(ROOT)))
@@ -33,6 +43,11 @@ def test_labelled_set_is_consistent(path: Path) -> None:
             assert example.response == lab["correct"], example.id
         else:
             assert example.response != lab["correct"], example.id
+        refs = lab["reference"]
+        assert isinstance(refs, list) and refs and all(isinstance(r, str) and tokens(r) for r in refs), example.id
+        assert matches_reference(lab["correct"], refs), example.id  # the labelled answer passes
+        # a corrupted response fails (else a "correction" back to it would count as a fix)
+        assert matches_reference(example.response, refs) != lab["corrupted"], example.id
         if lab["kind"] == "truncated":
             assert lab["correct"].startswith(example.response), example.id
         if lab["kind"] == "context_sentence":

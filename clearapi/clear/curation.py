@@ -40,7 +40,8 @@ from clearapi.clear.calibrate import calibrate, drop_warning
 from clearapi.clear.combine import GATES, weights_for
 from clearapi.clear.demos import DemoPool
 from clearapi.clear.estimate import Estimate, estimate_run
-from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, judge, score_example
+from clearapi.clear.judge import LIKELIHOOD_CORRECT_THRESHOLD, JudgeSpec, Panel, panel_judgement
+from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, score_example
 from clearapi.clear.policy import (
     DEFAULT_CORRECT_THRESHOLD,
     DEFAULT_ETA,
@@ -99,7 +100,8 @@ class CurateOptions:
     action: CurationAction = "both"
     threshold: float | None = None
     filter_fraction: float | None = None
-    correct_threshold: float = DEFAULT_CORRECT_THRESHOLD
+    #: None: 0.6 for a text judge, `LIKELIHOOD_CORRECT_THRESHOLD` for the likelihood judge
+    correct_threshold: float | None = None
     eta: float = DEFAULT_ETA
     samples: int = 4
     #: ask the temperature-0 answer too (None: where the provider scores given text, i.e. self-hosted)
@@ -119,6 +121,38 @@ class CurateOptions:
     batch: bool = False
     batch_retry: Literal["online", "batch"] = "online"
     batch_poll_interval: float = 10.0
+    #: a separate judge (issue: a cheap scorer, a stronger judge): provider profile(s); a list is a panel
+    judge_provider: str | list[str] | None = None
+    #: the judge's model (one per judge provider, or one for all)
+    judge_model: str | list[str] | None = None
+    judge_base_url: str | list[str] | None = None
+    judge_api_key: str | None = field(default=None, repr=False)
+    #: how many of a panel's judges must prefer the correction (None: all of them)
+    judge_majority: int | None = None
+
+    def judges(self) -> list[JudgeSpec]:
+        """The separate judges asked, in order (none: the scorer judges its own candidates)."""
+        def listed(value: str | list[str] | None) -> list[str | None]:
+            return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+        providers = [p for p in listed(self.judge_provider) if p]
+        models, urls = listed(self.judge_model), listed(self.judge_base_url)
+        if not providers:
+            if models or urls or self.judge_majority is not None:
+                raise ConfigError("--judge-model, --judge-base-url and --judge-majority need --judge-provider")
+            return []
+        for name, values in (("--judge-model", models), ("--judge-base-url", urls)):
+            if len(values) > 1 and len(values) != len(providers):
+                raise ConfigError(f"{name} given {len(values)} times for {len(providers)} judge providers: give it "
+                                  "once (for every judge) or once per --judge-provider")
+        if self.judge_majority is not None and not 1 <= self.judge_majority <= len(providers):
+            raise ConfigError(f"judge majority must be between 1 and {len(providers)} (the judges), "
+                              f"got {self.judge_majority}")
+
+        def pick(values: list[str | None], i: int) -> str | None:
+            return values[i] if len(values) > 1 else values[0] if values else None
+
+        return [JudgeSpec(p, pick(models, i), pick(urls, i)) for i, p in enumerate(providers)]
 
     def check(self) -> None:
         if self.threshold is not None and self.filter_fraction is not None:
@@ -128,12 +162,16 @@ class CurateOptions:
         if self.filter_fraction is not None and not 0.0 <= self.filter_fraction <= 1.0:
             raise ConfigError(f"filter fraction must be in [0, 1], got {self.filter_fraction}")
         ScoringPlan.check_counts(samples=self.samples, demonstrations=self.demonstrations, demo_sets=self.demo_sets)
-        PolicySettings(action=self.action, correct_threshold=self.correct_threshold, eta=self.eta)
+        PolicySettings(action=self.action, correct_threshold=self.correct_threshold or 0.0, eta=self.eta)
+        self.judges()
 
     def settings(self) -> dict[str, Any]:
         """What goes into summary.json: every option except the key."""
-        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k != "api_key"}
+        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()
+               if k not in ("api_key", "judge_api_key")}
         out["base_url"] = redact_url(self.base_url)
+        urls = self.judge_base_url
+        out["judge_base_url"] = ([redact_url(u) for u in urls] if isinstance(urls, list) else redact_url(urls))
         out["threshold_rule"] = (
             f"filter fraction {self.filter_fraction}" if self.filter_fraction is not None
             else f"absolute {self.threshold}" if self.threshold is not None else "calibrated")
@@ -168,6 +206,12 @@ def cache_path(cache: str | os.PathLike[str] | bool | None) -> Path | None:
     if cache is False or cache is None:
         return None
     return Path(cache).expanduser()
+
+
+def _judge_engine(spec: JudgeSpec, opts: CurateOptions) -> Engine:
+    """A judge's own engine: its own limits (the profile's), cache handle and cost accounting."""
+    return Engine(spec.provider, model=spec.model, base_url=spec.base_url, api_key=opts.judge_api_key,
+                  cache=opts.cache, progress=False)
 
 
 def _window(engine: Engine) -> int | None:
@@ -266,8 +310,13 @@ def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
         price = price.model_copy(update={"input": price.input * keep, "output": price.output * keep})
     with SpooledInput(input) as source:
         reader = _reader(source, opts)
-        return estimate_run(reader, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
-                            filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
+        est = estimate_run(reader, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
+                           filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
+    for spec in opts.judges():
+        judge_profile = load_profile(spec.provider)
+        judge_model = spec.model or judge_profile.default_model
+        est.add_judge(judge_profile.name, judge_model, judge_profile.price_for(judge_model))
+    return est
 
 
 def _now() -> str:
@@ -278,6 +327,8 @@ class _Tally:
     def __init__(self) -> None:
         self.counts = RowCounts()
         self.calls = 0
+        self.judged = 0
+        self.judgement_calls = 0
         self.tokens = 0
         self.last_line = 0
 
@@ -327,8 +378,11 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         reader = _reader(source, opts)
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
+        judges = [(spec.name, await stack.enter_async_context(_judge_engine(spec, opts)))
+                  for spec in opts.judges()]
         await asyncio.to_thread(stack.enter_context, folder)
-        summary = await _run(engine, reader, source.name, folder.stage, opts, started, output_dir=out)
+        summary = await _run(engine, reader, source.name, folder.stage, opts, started, output_dir=out,
+                             judges=judges)
         if not summary.completed:  # partial results go under names that say so
             summary.outputs = {k: partial_name(v) for k, v in summary.outputs.items()}
             write_json_atomic(folder.stage / OUTPUTS["summary"], summary)
@@ -338,9 +392,15 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 
 
 async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opts: CurateOptions,
-               started: str, *, output_dir: Path) -> Summary:
+               started: str, *, output_dir: Path, judges: list[tuple[str, Engine]] | None = None) -> Summary:
     plan = _plan(engine.capabilities, opts)
-    settings = PolicySettings(action=opts.action, correct_threshold=opts.correct_threshold, eta=opts.eta)
+    judges = judges or []
+    panel = Panel([(name, e, ScoringPlan.for_capabilities(e.capabilities, seed=opts.seed)) for name, e in judges],
+                  majority=opts.judge_majority)
+    gate = opts.correct_threshold
+    if gate is None:
+        gate = LIKELIHOOD_CORRECT_THRESHOLD if plan.likelihood and not judges else DEFAULT_CORRECT_THRESHOLD
+    settings = PolicySettings(action=opts.action, correct_threshold=gate, eta=opts.eta)
     tally = _Tally()
     stopped: FatalError | None = None
     scratch = out / ".clearapi-scores.partial.jsonl"
@@ -351,9 +411,12 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
     # limit busy while later rows score.
     early: list[str] = []  # run-stopping errors of those early judgements
 
+    likelihood_demos = await asyncio.to_thread(_demo_pool, reader, plan) if plan.likelihood else None
+
     async def decide_now(example: Example, row: Score) -> Score:
         assert opts.threshold is not None
-        _, row, error = await _decide_row(engine, plan, settings, opts.threshold, (example, row), None)
+        _, row, error = await _decide_row(engine, plan, settings, opts.threshold, (example, row), None,
+                                          panel=panel, demos=likelihood_demos)
         if error is not None:
             early.append(error)
         return row
@@ -362,8 +425,8 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         # --- pass 1: score ------------------------------------------------------------------
         with scratch.open("wb") as fh:
             try:
-                async for item in _score_rows(engine, reader, plan, input,
-                                              decide_now if opts.filter_fraction is None and opts.threshold is not None else None):
+                early_decide = decide_now if opts.filter_fraction is None and opts.threshold is not None else None
+                async for item in _score_rows(engine, reader, plan, input, early_decide):
                     tally.counts.rows += 1
                     tally.last_line = item.line
                     if isinstance(item, Reject):
@@ -397,13 +460,18 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                 async def one(pair: tuple[Example, Score]) -> tuple[Example, Score, str | None]:
                     if pair[1].action is not None:  # decided in pass 1
                         return pair[0], pair[1], None
-                    return await _decide_row(engine, plan, settings, threshold, pair, stopped)
+                    return await _decide_row(engine, plan, settings, threshold, pair, stopped, panel=panel,
+                                             demos=likelihood_demos)
 
                 async for example, row, error in engine.map(pairs, one, window=_window(engine), count_rows=False):
                     if error is not None and stopped is None:
                         stopped = FatalError(error)
                     scores.write(row)
                     tally.calls += row.calls
+                    if "judgement" in row.details:
+                        tally.judged += 1
+                        tally.judgement_calls += (row.details["judgement"]["scorer_calls"]
+                                                  + row.details["judgement"]["judge_calls"])
                     tally.tokens += row.tokens
                     if row.action == "drop":
                         tally.counts.dropped += 1
@@ -427,6 +495,8 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
     summary.calibration = calibration.report(threshold)
     if warning is not None:  # the CLI prints it on stderr; a library caller reads summary.warnings
         summary.warnings.append(warning)
+    summary.judges = {name: e.stats for name, e in judges}
+    summary.settings["correct_threshold"] = settings.correct_threshold  # None became the judge's default
     write_json_atomic(out / OUTPUTS["summary"], summary)
     _write_report(out, summary)
     return summary
@@ -447,8 +517,10 @@ def _pairs(reader: DatasetReader, scratch: Path) -> Iterator[tuple[Example, Scor
 
 
 async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySettings, threshold: float,
-                      pair: tuple[Example, Score], stopped: FatalError | None) -> tuple[Example, Score, str | None]:
+                      pair: tuple[Example, Score], stopped: FatalError | None, *, panel: Panel | None = None,
+                      demos: DemoPool | None = None) -> tuple[Example, Score, str | None]:
     example, row = pair
+    panel = panel or Panel()
     candidate = candidate_of(row)
     judgement: Judgement | None = None
     judgement_error: str | None = None
@@ -458,9 +530,13 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
         if stopped is not None or engine.stopped is not None:
             judgement_error = f"run stopped before the pairwise judgement ({stopped or engine.stopped})"
         else:
-            work = RowWork()
+            work, judge_work = RowWork(), RowWork()
+            # the likelihood judge scores y′ under the demonstration sets y was scored under
+            sets = [shown for shown, _ in demos.sets_for(example, plan.demonstrations, plan.sets())] \
+                if demos is not None else [()]
             try:
-                judgement = await judge(engine, plan, example, candidate.text, work)
+                verdicts = await panel.verdicts(engine, plan, example, candidate.text, sets, work, judge_work)
+                judgement = panel_judgement(verdicts, panel.majority)
             except ROW_ERRORS as exc:
                 judgement_error = f"pairwise judgement failed: {type(exc).__name__}: {exc}"
             except FatalError as exc:
@@ -470,7 +546,11 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
             row.tokens += work.usage.total_tokens
             if judgement is not None:
                 row.details["judgement"] = {"candidate_second": judgement.candidate_second,
-                                            "candidate_first": judgement.candidate_first}
+                                            "candidate_first": judgement.candidate_first,
+                                            "original": example.response, "candidate": candidate.text,
+                                            "verdicts": [v.as_dict() for v in verdicts],
+                                            "scorer_calls": work.calls, "judge_calls": judge_work.calls,
+                                            "judge_tokens": judge_work.usage.total_tokens}
     decision = decide(row.confidence, threshold, settings, candidate=candidate, judgement=judgement,
                       judgement_error=judgement_error)
     row.action = decision.action
@@ -501,7 +581,9 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
     rows = tally.counts.rows
     per_row = {"calls": round(tally.calls / rows, 3) if rows else 0.0,
                "tokens": round(tally.tokens / rows, 1) if rows else 0.0,
-               "scoring_calls_planned": plan.calls_per_row()}
+               "scoring_calls_planned": plan.calls_per_row(),
+               "judged_rows": tally.judged,
+               "judgement_calls": round(tally.judgement_calls / rows, 3) if rows else 0.0}
     reason = None
     if stopped is not None:
         done = (f"{rows} row(s) finished before the stop, the last at line {tally.last_line}" if rows

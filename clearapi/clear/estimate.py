@@ -45,6 +45,8 @@ class Estimate:
     judgement_tokens_max: int = 0
     cost_usd: float | None = 0.0
     cost_usd_max: float | None = 0.0
+    #: separate judges (``--judge-provider``), each priced at its own model's price
+    judges: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def scoring_calls(self) -> int:
@@ -70,7 +72,17 @@ class Estimate:
             f"tokens: ~{self.prompt_tokens} prompt + ~{self.completion_tokens} completion for scoring, "
             f"up to ~{self.judgement_tokens_max} more for judgements",
             f"cost: {cost}{cost_max}",
+            *(f"judge {j['provider']} / {j['model']}: 0 to {j['calls_max']} calls, up to ~{j['tokens_max']} "
+              f"tokens, up to " + ("an unknown cost" if j["cost_usd_max"] is None else f"${j['cost_usd_max']:.4f}")
+              for j in self.judges),
         ])
+
+    def add_judge(self, provider: str, model: str, price: Price | None) -> None:
+        """Move the judgements to a separate judge: priced at its model, not the scorer's."""
+        self.judges.append({"provider": provider, "model": model, "calls_max": self.judgement_calls_max,
+                            "tokens_max": self.judgement_tokens_max,
+                            "cost_usd_max": _cost(price, self.judgement_tokens_max, self.judgement_calls_max)})
+        self.cost_usd_max = self.cost_usd
 
 
 def _cost(price: Price | None, prompt: int, completion: int) -> float | None:

@@ -72,11 +72,22 @@ def add_parser(sub: Any) -> None:
                           "dataset, where a row is more likely corrupted than clean; see summary.json)")
     cut.add_argument("--filter-fraction", type=float, default=None, metavar="F",
                      help="drop/correct the lowest fraction F of rows instead (the CLEAR paper: 0.5)")
-    p.add_argument("--correct-threshold", type=float, default=DEFAULT_CORRECT_THRESHOLD, metavar="G",
+    p.add_argument("--correct-threshold", type=float, default=None, metavar="G",
                    help=f"confidence the model's own answer needs to replace a response (default "
-                        f"{DEFAULT_CORRECT_THRESHOLD})")
+                        f"{DEFAULT_CORRECT_THRESHOLD}; 0.3 where the scorer judges by likelihood)")
     p.add_argument("--eta", type=float, default=DEFAULT_ETA, metavar="E",
                    help=f"pairwise-judgement confidence needed, in both orders (default {DEFAULT_ETA})")
+    judge = p.add_argument_group("separate judge", "judge correction candidates with another model (its own "
+                                 "engine, limits and cost); repeat --judge-provider for a panel")
+    judge.add_argument("--judge-provider", action="append", default=None, metavar="NAME",
+                       help="provider profile of the judge (default: the scorer judges; by likelihood where it "
+                            "scores given text)")
+    judge.add_argument("--judge-model", action="append", default=None, metavar="MODEL",
+                       help="the judge's model (once for every judge, or once per --judge-provider)")
+    judge.add_argument("--judge-base-url", action="append", default=None, metavar="URL",
+                       help="the judge's API base URL (once, or once per --judge-provider)")
+    judge.add_argument("--judge-majority", type=int, default=None, metavar="M",
+                       help="a panel corrects when M judges prefer the candidate at eta (default: all)")
     p.add_argument("--target", default="openai", help="curated.jsonl format (default openai chat)")
     p.add_argument("--batch", action="store_true",
                    help="send the calls through the provider's batch API (OpenAI Batch, Anthropic Message "
@@ -109,6 +120,10 @@ def describe(summary: Summary) -> str:
         f"{cost}; per row: {per_row.get('calls', 0)} calls, {per_row.get('tokens', 0)} tokens",
         f"outputs in {summary.output_dir}: " + ", ".join(summary.outputs.values()),
     ]
+    for name, j in summary.judges.items():
+        judge_cost = f"${j.cost_usd:.4f}" if j.cost_known else "cost unknown"
+        lines.insert(2, f"judge {name}: {j.requests} API calls ({j.cache_hits} from cache), "
+                        f"{j.prompt_tokens + j.completion_tokens} tokens, {judge_cost}")
     if e.batches:
         lines.insert(2, f"batch mode: {e.batch_requests} requests in {e.batches} batch(es), billed at the batch price")
     return "\n".join(lines)
@@ -119,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
 
     options = common_options(args)
     options.update(action=args.action, threshold=args.threshold, filter_fraction=args.filter_fraction,
-                   correct_threshold=args.correct_threshold, eta=args.eta, target=args.target)
+                   correct_threshold=args.correct_threshold, eta=args.eta, target=args.target,
+                   judge_provider=args.judge_provider, judge_model=args.judge_model,
+                   judge_base_url=args.judge_base_url, judge_majority=args.judge_majority)
     if args.batch:
         options.update(batch=True, batch_retry=args.batch_retry, batch_poll_interval=args.batch_poll)
     if args.dry_run:

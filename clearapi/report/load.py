@@ -259,6 +259,23 @@ def _lines(value: Any) -> str | None:
     return None if any(g is None for g in groups) else " | ".join(str(g) for g in groups)
 
 
+def _verdicts(judgement: Any) -> list[list[str]]:
+    """Each judge's verdict as (judge, text): both orders (or demonstration sets), the bias it
+    removed, and the debiased preference the decision used."""
+    if not isinstance(judgement, dict) or not isinstance(judgement.get("verdicts"), list):
+        return []
+    out = []
+    for v in judgement["verdicts"]:
+        if not isinstance(v, dict):
+            continue
+        orders = ", ".join(f"{float(x):.2f}" for x in v.get("orders", []))
+        label = "y′ second, y′ first" if v.get("method") == "text" else "per demonstration set"
+        out.append([f"{v.get('judge', '?')} ({v.get('method', '?')})",
+                    f"P(prefers y′) {orders} ({label}); bias removed {float(v.get('bias', 0.0)):+.2f}; "
+                    f"debiased preference {float(v.get('preference', 0.0)):.2f}"])
+    return out
+
+
 def _detail(score: Score) -> dict[str, Any]:
     prompt, p_cut = _capped(score.prompt)
     response, r_cut = _capped(score.response)
@@ -279,6 +296,9 @@ def _detail(score: Score) -> dict[str, Any]:
         out["m"] = score.methods
     if score.correction_confidence is not None:
         out["cc"] = round(score.correction_confidence, 4)
+    verdicts = _verdicts(score.details.get("judgement"))
+    if verdicts:
+        out["j"] = verdicts
     cut = int(p_cut) | (int(r_cut) << 1) | (int(c_cut) << 2)
     if cut:
         out["t"] = cut

@@ -103,7 +103,8 @@ def _documented(module_name: str) -> list[tuple[str, str]]:
 
 def _signature(obj: Any) -> str:
     try:
-        return str(inspect.signature(obj))
+        # object addresses (<function f at 0x7f...>) differ between runs: keep the build reproducible
+        return re.sub(r" at 0x[0-9a-f]+>", ">", str(inspect.signature(obj)))
     except (TypeError, ValueError):
         return ""
 
@@ -190,7 +191,7 @@ def _corrupt(rows: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
                 else:
                     row["output"] = " ".join(words[: max(2, len(words) // 2)])
         labels.append({"line": i + 1, "id": row["id"], "corrupted": kind != "clean", "kind": kind,
-                       "correct": correct, "source": row["_source"]})
+                       "correct": correct, "reference": [correct], "source": row["_source"]})
     return labels
 
 

@@ -250,6 +250,7 @@
       fact(facts, name, fmt(D.sig[k][i]) + m);
     });
     if (d && d.cc !== undefined) fact(facts, "correction confidence", fmt(d.cc));
+    if (d && d.j) d.j.forEach(function (v) { fact(facts, "judge " + v[0], v[1]); });
     if (d && d.f) Object.keys(d.f).forEach(function (k) {
       var v = d.f[k];
       fact(facts, k.replace(/_/g, " "), typeof v === "number" && !Number.isInteger(v) ? v.toFixed(4) : String(v));
