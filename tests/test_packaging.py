@@ -21,6 +21,7 @@ def test_wheel_carries_profiles_and_assets(tmp_path: Path) -> None:
     for profile in sorted((ROOT / "providers").glob("*.toml")):
         assert f"clearapi/_providers/{profile.name}" in names
     assert {"clearapi/report/assets/report.css", "clearapi/report/assets/report.js"} <= names
+    assert {"clearapi/py.typed", "clearapi_testing/py.typed"} <= names  # PEP 561: users' mypy sees the types
     assert not any(n.startswith(("tests/", "cassettes/", "providers/")) for n in names)
 
     # runtime dependencies: neither the emulator's HTTP parser nor the retired limiter
