@@ -24,7 +24,7 @@ import contextlib
 import logging
 import os
 from array import array
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +65,9 @@ from clearapi.records import Capabilities, Example, Reject, RowCounts, Score, Su
 from clearapi.writers import AtomicJsonlWriter, dumps_line, write_json_atomic
 
 __all__ = ["CurateOptions", "curate", "estimate", "score"]
+
+#: what `curate`, `score` and `estimate` read (see `clearapi.sources.open_input`)
+Input = str | os.PathLike[str] | Iterable[Mapping[str, Any]] | Any
 
 #: errors that fail one row (it becomes a reject) rather than the run
 ROW_ERRORS: tuple[type[ClearAPIError], ...] = (TransientError, RateLimited, BadRequest)
@@ -157,8 +160,14 @@ def _window(engine: Engine) -> int | None:
     return None if engine.batch is not None else max(4, 2 * engine.max_concurrency)
 
 
-def _reader(input: str | os.PathLike[str], opts: CurateOptions) -> DatasetReader:
-    return DatasetReader(input, prompt_column=opts.prompt_column, response_column=opts.response_column)
+def _reader(input: Input, opts: CurateOptions) -> DatasetReader:
+    from clearapi.sources import open_input
+
+    return open_input(input, prompt_column=opts.prompt_column, response_column=opts.response_column)
+
+
+def _input_name(input: Input) -> str:
+    return os.fspath(input) if isinstance(input, (str, os.PathLike)) else f"<{type(input).__name__}>"
 
 
 def _model_name(engine: Engine) -> str:
@@ -199,9 +208,12 @@ async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan,
         yield result
 
 
-async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
+async def score(input: Input, *, engine: Engine | None = None,
                 on_reject: Callable[[Reject], None] | None = None, **options: Any) -> AsyncIterator[Score]:
     """Score every row of `input`, yielding a `Score` per example in input order.
+
+    `input` is a path (JSONL, CSV, Parquet, a `datasets` folder, ``hf:ORG/NAME[:SPLIT]``), a
+    pandas DataFrame, a `datasets.Dataset` or an iterable of dicts.
 
     Takes the same options as `curate` (provider, model, samples, seed, cache...). Rows
     that cannot be read, or whose calls failed after every retry, are not yielded: they
@@ -213,7 +225,7 @@ async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
         plan = _plan(engine.capabilities, opts)
-        async for item in _score_rows(engine, reader, plan, str(input)):
+        async for item in _score_rows(engine, reader, plan, reader.name):
             if isinstance(item, Reject):
                 if on_reject is not None:
                     on_reject(item)
@@ -221,7 +233,7 @@ async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
                 yield item
 
 
-def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
+def estimate(input: Input, **options: Any) -> Estimate:
     """What a run would cost, from the file and the provider's profile, without any call."""
     opts = _options(**options)
     profile = load_profile(opts.provider)
@@ -249,9 +261,9 @@ class _Tally:
         self.last_line = 0
 
 
-async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+async def curate(input: Input, out_dir: str | os.PathLike[str], *,
                  engine: Engine | None = None, dry_run: bool = False, **options: Any) -> Summary:
-    """Score, filter and correct `input`; write curated.jsonl, scores.jsonl, rejects.jsonl,
+    """Score, filter and correct `input` (any input `score` takes); write curated.jsonl, scores.jsonl, rejects.jsonl,
     summary.json (and report.html) to `out_dir`; return the summary.
 
     Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
@@ -268,7 +280,7 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     started = _now()
     if dry_run:
         est = estimate(input, **options)
-        return Summary(clearapi_version=__version__, input=str(input), output_dir=str(out_dir),
+        return Summary(clearapi_version=__version__, input=_input_name(input), output_dir=str(out_dir),
                        provider=est.provider, model=est.model, started_at=started, finished_at=_now(),
                        completed=False, stopped_reason="dry run: no call was made",
                        settings={**opts.settings(), "dry_run": True, "estimate": est.as_dict()})
@@ -289,7 +301,7 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     async with contextlib.AsyncExitStack() as stack:
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
-        return await _run(engine, reader, str(input), out, opts, started)
+        return await _run(engine, reader, reader.name, out, opts, started)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

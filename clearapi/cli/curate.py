@@ -14,7 +14,9 @@ from clearapi.records import Summary
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """Options shared by `curate` and `score`: provider, limits, cache, sampling, input columns."""
-    p.add_argument("input", metavar="INPUT", type=Path, help="dataset file (JSONL, JSONL.gz, CSV)")
+    p.add_argument("input", metavar="INPUT", type=Path,
+                   help="dataset: a JSONL, JSONL.gz, CSV/TSV or Parquet file, a Hugging Face datasets folder "
+                        "(save_to_disk) or hf:ORG/NAME[:SPLIT]")
     p.add_argument("-o", "--output", "--out", dest="out_dir", metavar="OUTDIR", type=Path, required=True,
                    help="folder for the outputs (created if missing)")
     p.add_argument("--provider", default="local", help="provider profile (default: local, the embedded model)")
@@ -45,8 +47,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="seed of the sampled answers and of the demonstrations each row is shown (default 0)")
     p.add_argument("--max-cost", type=float, default=None, metavar="USD", help="stop before spending more")
-    p.add_argument("--prompt-column", default=None, help="CSV: column holding the prompt")
-    p.add_argument("--response-column", default=None, help="CSV: column holding the response")
+    p.add_argument("--prompt-column", default=None, metavar="NAME",
+                   help="column (CSV, Parquet, datasets) or key (JSONL) holding the prompt")
+    p.add_argument("--response-column", default=None, metavar="NAME",
+                   help="column (CSV, Parquet, datasets) or key (JSONL) holding the response")
     p.add_argument("--dry-run", action="store_true", help="make no call; print planned calls, tokens and cost")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal)")
