@@ -146,6 +146,8 @@ def detect_shape(obj: Mapping[str, Any]) -> str | None:
         return OPENAI_CHAT
     if "instruction" in obj or ("output" in obj and "input" in obj):
         return ALPACA
+    if "prompt" in obj and "response" in obj and "completion" not in obj:
+        return COLUMNS  # prompt/response: the default named columns
     if "prompt" in obj or "completion" in obj:
         return PROMPT_COMPLETION
     if "conversations" in obj:
