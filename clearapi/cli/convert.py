@@ -52,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
           + f"; skipped {skipped}; {result.rejected} rejected"
           + (f" (see {result.rejects_output})" if result.rejects_output else ""))
     rejected = False
+    from clearapi.finetune.rules import SERVICE_RULES
+
+    if args.target not in SERVICE_RULES:  # open trainers (TRL) publish no upload rules to check against
+        print(f"{args.target}: no service upload rules to validate against")
+        return 0
     for path in [result.output] + ([result.validation_output] if result.validation_output else []):
         report = validate_file(path, args.target, model=args.model, validation_set=path != result.output)
         print(format_report(report, max_findings=20))

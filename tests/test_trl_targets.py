@@ -1,0 +1,74 @@
+"""TRL targets: conversational SFT rows and DPO preference rows, in the shapes TRL's trainers read
+(and, through `datasets`, as one Arrow table: every row has the same column types)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clearapi.datasets import read_examples
+from clearapi.finetune import TARGETS, record_for, render, render_preference
+from clearapi.records import Example
+
+ROWS = [
+    {"messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+                  {"role": "assistant", "content": "5"}]},
+    {"instruction": "Name a colour.", "output": "Blue."},
+    {"conversations": [{"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Hello."},
+                       {"from": "human", "value": "Bye?"}, {"from": "gpt", "value": "Bye."}]},
+]
+
+
+def _examples(tmp_path: Path) -> list[Example]:
+    out = []
+    for i, row in enumerate(ROWS):
+        path = tmp_path / f"{i}.jsonl"
+        path.write_text(json.dumps(row) + "\n")
+        out += [e for e in read_examples(path) if isinstance(e, Example)]
+    assert len(out) == len(ROWS)
+    return out
+
+
+def test_trl_sft_is_role_content_messages_with_the_correction(tmp_path: Path) -> None:
+    examples = _examples(tmp_path)
+    assert TARGETS["trl-sft"].preference is False
+    rec = render(examples[0], "4", "trl-sft")
+    assert rec == {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+                                {"role": "assistant", "content": "4"}]}
+    multi = render(examples[2], None, "trl-sft")
+    assert [m["role"] for m in multi["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert record_for(examples[1], "drop", None, "trl-sft") is None
+
+
+def test_trl_dpo_pairs_prompt_chosen_rejected(tmp_path: Path) -> None:
+    examples = _examples(tmp_path)
+    assert TARGETS["trl-dpo"].preference is True
+    rec = render_preference(examples[0], "4", examples[0].response, "trl-dpo")
+    assert rec["prompt"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
+    assert rec["chosen"] == [{"role": "assistant", "content": "4"}]
+    assert rec["rejected"] == [{"role": "assistant", "content": "5"}]
+    assert record_for(examples[0], "keep", None, "trl-dpo") is None  # only accepted corrections make pairs
+    assert record_for(examples[0], "correct", "4", "trl-dpo") == rec
+
+
+def test_trl_rows_load_as_one_datasets_table(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets", reason="needs the hf extra (dev installs it)")
+    examples = _examples(tmp_path)
+    sft = datasets.Dataset.from_list([render(e, None, "trl-sft") for e in examples])
+    assert sft.column_names == ["messages"] and len(sft) == 3
+    dpo = datasets.Dataset.from_list([render_preference(e, "x", e.response, "trl-dpo") for e in examples])
+    assert dpo.column_names == ["prompt", "chosen", "rejected"]
+
+
+def test_convert_cli_writes_trl_sft(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from clearapi.cli import main
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps(ROWS[0]).replace("2+2", "3+3") + "\n")
+    out = tmp_path / "sft.jsonl"
+    assert main(["convert", str(src), "--target", "trl-sft", "-o", str(out)]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 2 and all(set(r) == {"messages"} for r in rows)
+    assert rows[1]["messages"][0] == {"role": "system", "content": "Be brief."}
