@@ -31,7 +31,7 @@ from clearapi.errors import InputError
 from clearapi.formats import Columns
 from clearapi.records import Example, Reject
 
-__all__ = ["HF_PREFIX", "TableReader", "is_parquet", "open_input"]
+__all__ = ["HF_PREFIX", "TableReader", "count_rows", "is_parquet", "open_input"]
 
 HF_PREFIX: Final = "hf:"
 _PARQUET_MAGIC: Final = b"PAR1"
@@ -63,20 +63,22 @@ def open_input(
         if path.is_dir() and _is_datasets_folder(path):
             return TableReader(str(input), _disk_rows(path), "row", **columns)
         if path.is_file() and is_parquet(path):
-            return TableReader(str(input), _parquet_rows(path), "row", **columns)
+            reader = TableReader(str(input), _parquet_rows(path), "row", **columns)
+            reader.length = _parquet_length(path)
+            return reader
         return DatasetReader(input, format=format, **columns)
     if isinstance(input, (bytes, bytearray)):
         raise InputError("expected a path, a DataFrame, a datasets.Dataset or an iterable of dicts, got bytes",
                          file="<input>")
     kind = type(input).__module__.split(".")[0] + "." + type(input).__name__
     if kind == "pandas.DataFrame":
-        return TableReader("<DataFrame>", _dataframe_rows(input), "row", **columns)
+        return _sized(TableReader("<DataFrame>", _dataframe_rows(input), "row", **columns), input)
     if kind in ("datasets.Dataset", "datasets.IterableDataset"):
-        return TableReader(f"<{type(input).__name__}>", lambda: iter(input), "row", **columns)
+        return _sized(TableReader(f"<{type(input).__name__}>", lambda: iter(input), "row", **columns), input)
     if kind == "datasets.DatasetDict":
         return TableReader("<DatasetDict>", _one_split(input, None, "<DatasetDict>"), "row", **columns)
     if isinstance(input, (list, tuple)):
-        return TableReader("<rows>", lambda: iter(input), "row", **columns)
+        return _sized(TableReader("<rows>", lambda: iter(input), "row", **columns), input)
     if isinstance(input, Iterable):
         return _spooled(input, format=format, **columns)
     raise InputError(f"cannot read a {type(input).__name__}: pass a path, a DataFrame, a datasets.Dataset "
@@ -106,6 +108,7 @@ class TableReader(DatasetReader):
         self._gzip = False
         self._rows = rows
         self.unit = unit
+        self.length: int | None = None
         self.stats = ReadStats()
 
     def __iter__(self) -> Generator[Example | Reject, None, None]:
@@ -128,6 +131,30 @@ class TableReader(DatasetReader):
                                 _raw(row))
         obj = {str(k): _plain(v) for k, v in row.items()}
         return self._object_row(number, obj, _raw(obj))
+
+
+def count_rows(reader: DatasetReader) -> int | None:
+    """A cheap upper bound of the rows, for the progress bar's total: the source's length, or the
+    file's non-blank lines (one pass over the bytes, no parsing); None when it cannot be known."""
+    if isinstance(reader, TableReader):
+        return reader.length
+    try:
+        lines = 0
+        with reader._open() as stream:
+            last = b"\n"
+            while chunk := stream.read(1 << 20):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+        lines += last != b"\n"
+    except (OSError, EOFError, InputError):
+        return None
+    return max(lines - 1, 0) if reader.is_csv else lines
+
+
+def _sized(reader: TableReader, source: Any) -> TableReader:
+    with contextlib.suppress(TypeError):  # an IterableDataset has no length
+        reader.length = len(source)
+    return reader
 
 
 def is_parquet(path: Path) -> bool:
@@ -157,6 +184,15 @@ def _parquet_rows(path: Path) -> Rows:
             for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
                 yield from batch.to_pylist()
     return rows
+
+
+def _parquet_length(path: Path) -> int | None:
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except Exception:
+        return None
 
 
 def _is_datasets_folder(path: Path) -> bool:

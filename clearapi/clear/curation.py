@@ -204,7 +204,10 @@ async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan,
             return Reject(file=file, line=item.line, field=None,
                           error=f"API call {how}: {type(exc).__name__}: {exc}")
 
-    async for result in engine.map(iter(reader), one, window=_window(engine)):
+    from clearapi.sources import count_rows
+
+    total = await asyncio.to_thread(count_rows, reader) if engine.shows_progress else None
+    async for result in engine.map(iter(reader), one, window=_window(engine), total=total):
         yield result
 
 
