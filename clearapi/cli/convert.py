@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
+from clearapi.cli.curate import add_output_flags, apply_output_flags
 from clearapi.finetune.convert import convert
 from clearapi.finetune.targets import TARGETS
 from clearapi.finetune.validate import format_report, validate_file
@@ -33,9 +35,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", default=None, help="model for the post-conversion validation")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when the written file would be rejected by the service")
-    p.add_argument("--prompt-column", default=None)
-    p.add_argument("--response-column", default=None)
+    p.add_argument("--prompt-column", default=None, metavar="NAME",
+                   help="column (CSV, Parquet, datasets) or key (JSONL) holding the prompt")
+    p.add_argument("--response-column", default=None, metavar="NAME",
+                   help="column (CSV, Parquet, datasets) or key (JSONL) holding the response")
+    add_output_flags(p)
     p.set_defaults(run=run)
+
+
+def _silent(*_: object) -> None:
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,19 +55,27 @@ def run(args: argparse.Namespace) -> int:
     result = convert(args.input, args.output, args.target, validation_split=args.validation_split,
                      seed=args.seed, validation_output=args.validation_output, source=args.source,
                      prompt_column=args.prompt_column, response_column=args.response_column)
+    apply_output_flags(args)
+    say = print if not (args.json or args.quiet) else _silent
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items())) or "none"
-    print(f"{result.rows} rows: {result.written} written to {result.output}"
+    say(f"{result.rows} rows: {result.written} written to {result.output}"
           + (f", {result.validation} to {result.validation_output}" if result.validation_output else "")
           + f"; skipped {skipped}; {result.rejected} rejected"
           + (f" (see {result.rejects_output})" if result.rejects_output else ""))
     rejected = False
     from clearapi.finetune.rules import SERVICE_RULES
 
+    valid: dict[str, bool] = {}
     if args.target not in SERVICE_RULES:  # open trainers (TRL) publish no upload rules to check against
-        print(f"{args.target}: no service upload rules to validate against")
+        say(f"{args.target}: no service upload rules to validate against")
+        if args.json:
+            print(json.dumps({**result.model_dump(mode="json"), "valid": None}))
         return 0
     for path in [result.output] + ([result.validation_output] if result.validation_output else []):
         report = validate_file(path, args.target, model=args.model, validation_set=path != result.output)
-        print(format_report(report, max_findings=20))
+        say(format_report(report, max_findings=20))
+        valid[str(path)] = report.ok
         rejected = rejected or not report.ok
+    if args.json:
+        print(json.dumps({**result.model_dump(mode="json"), "valid": valid}))
     return 1 if (rejected and args.strict) else 0

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from clearapi.clear.policy import DEFAULT_CORRECT_THRESHOLD, DEFAULT_ETA, DEFAULT_THRESHOLD
 from clearapi.records import Summary
@@ -53,7 +56,22 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="column (CSV, Parquet, datasets) or key (JSONL) holding the response")
     p.add_argument("--dry-run", action="store_true", help="make no call; print planned calls, tokens and cost")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: on a terminal)")
+                   help="progress bar (default: on a terminal or in a notebook)")
+    add_output_flags(p)
+
+
+def add_output_flags(p: argparse.ArgumentParser) -> None:
+    """--json, --quiet, --verbose: what the command prints (the files written are the same)."""
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors (and --json)")
+    talk.add_argument("-v", "--verbose", action="store_true", help="log each retry, wait and batch on stderr")
+
+
+def apply_output_flags(args: argparse.Namespace) -> None:
+    if getattr(args, "verbose", False):
+        logging.basicConfig(format="clearapi: %(message)s")
+        logging.getLogger("clearapi").setLevel(logging.INFO)
 
 
 def add_parser(sub: Any) -> None:
@@ -95,7 +113,8 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
                 rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, cache=cache,
                 samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
                 demo_sets=args.demo_sets, seed=args.seed, max_cost=args.max_cost,
-                prompt_column=args.prompt_column, response_column=args.response_column, progress=args.progress)
+                prompt_column=args.prompt_column, response_column=args.response_column,
+                progress=False if args.quiet and args.progress is None else args.progress)
 
 
 def describe(summary: Summary) -> str:
@@ -123,11 +142,16 @@ def run(args: argparse.Namespace) -> int:
                    correct_threshold=args.correct_threshold, eta=args.eta, target=args.target)
     if args.batch:
         options.update(batch=True, batch_retry=args.batch_retry, batch_poll_interval=args.batch_poll)
+    apply_output_flags(args)
     if args.dry_run:
-        print(estimate(args.input, **options).describe())
+        est = estimate(args.input, **options)
+        print(orjson.dumps(est.as_dict()).decode() if args.json else est.describe())
         return 0
     summary = asyncio.run(curate(args.input, args.out_dir, **options))
-    print(describe(summary))
+    if args.json:
+        print(summary.model_dump_json())
+    elif not args.quiet:
+        print(describe(summary))
     if not summary.completed:
         print(f"clearapi: stopped: {summary.stopped_reason}", file=sys.stderr)
         return 1

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
-from clearapi.cli.curate import add_common, common_options
+from clearapi.cli.curate import add_common, apply_output_flags, common_options
 
 
 def add_parser(sub: Any) -> None:
@@ -34,11 +35,18 @@ async def _score(input: Path, out_dir: Path, options: dict[str, Any]) -> tuple[i
 
 def run(args: argparse.Namespace) -> int:
     options = common_options(args)
+    apply_output_flags(args)
     if args.dry_run:
         from clearapi.clear.curation import estimate
 
-        print(estimate(args.input, **options).describe())
+        est = estimate(args.input, **options)
+        print(json.dumps(est.as_dict()) if args.json else est.describe())
         return 0
     scored, rejected = asyncio.run(_score(args.input, args.out_dir, options))
-    print(f"{scored} rows scored, {rejected} rejected; see {args.out_dir / 'scores.jsonl'}")
+    if args.json:
+        print(json.dumps({"rows": scored + rejected, "scored": scored, "rejected": rejected,
+                          "scores": str(args.out_dir / "scores.jsonl"),
+                          "rejects": str(args.out_dir / "rejects.jsonl")}))
+    elif not args.quiet:
+        print(f"{scored} rows scored, {rejected} rejected; see {args.out_dir / 'scores.jsonl'}")
     return 0
