@@ -72,3 +72,26 @@ def test_convert_cli_writes_trl_sft(tmp_path: Path, capsys: pytest.CaptureFixtur
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 2 and all(set(r) == {"messages"} for r in rows)
     assert rows[1]["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_convert_to_a_hugging_face_dataset_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    datasets = pytest.importorskip("datasets", reason="needs the hf extra (dev installs it)")
+    from clearapi.cli import main
+
+    src = tmp_path / "in.jsonl"
+    rows = [{"instruction": f"Say {i}.", "output": f"{i}."} for i in range(10)] + [{"instruction": "x", "output": ""}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "hfdir"
+    assert main(["convert", str(src), "--target", "hf", "-o", str(out), "--validation-split", "0.2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"] == 11 and result["rejected"] == 1 and result["written"] + result["validation"] == 10
+    assert not list(out.glob(".*.partial*")), list(out.iterdir())
+    assert result["rejects_output"] == str(out / "rejects.jsonl")
+    assert json.loads((out / "rejects.jsonl").read_text())["line"] == 11
+    loaded = datasets.load_dataset(str(out))
+    assert set(loaded) == {"train", "validation"}
+    assert len(loaded["train"]) + len(loaded["validation"]) == 10
+    first = loaded["train"][0]["messages"]
+    assert [m["role"] for m in first] == ["user", "assistant"] and first[0]["content"].startswith("Say ")
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and "path: data/train.parquet" in card and "SFTTrainer" in card
