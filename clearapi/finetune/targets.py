@@ -117,6 +117,16 @@ def _chat(target: str) -> Callable[[Example, str | None], dict[str, Any]]:
     return render_chat
 
 
+def _bedrock_nova(example: Example, response: str | None) -> dict[str, Any]:
+    """Amazon Nova on Bedrock: the Converse schema, text blocks, user first and assistant last."""
+    system, turns = _turns(example, response, "bedrock-nova")
+    rec: dict[str, Any] = {"schemaVersion": "bedrock-conversation-2024"}
+    if system:
+        rec["system"] = [{"text": system}]
+    rec["messages"] = [{"role": t["role"], "content": [{"text": t["content"]}]} for t in turns]
+    return rec
+
+
 def _trl_sft(example: Example, response: str | None) -> dict[str, Any]:
     """TRL's conversational language-modeling shape (SFTTrainer, also Axolotl/Unsloth chat templates):
     ``messages`` with the system prompt first; the chat template does the rest."""
@@ -129,6 +139,8 @@ TARGETS: dict[str, Target] = {
     "openai": Target("openai", "OpenAI", False, "OpenAI chat SFT: messages, optional 0/1 weight", _openai),
     "bedrock": Target("bedrock", "Amazon Bedrock", False,
                       "Claude on Bedrock: optional system + alternating user/assistant messages", _bedrock),
+    "bedrock-nova": Target("bedrock-nova", "Amazon Bedrock", False,
+                           "Amazon Nova on Bedrock: bedrock-conversation-2024 schema, text blocks", _bedrock_nova),
     "together": Target("together", "Together AI", False,
                        "conversational messages: system first, then user/assistant alternating",
                        _chat("together")),
