@@ -148,3 +148,13 @@ def test_broken_parquet_is_an_input_error(tmp_path: Path) -> None:
     src.write_bytes(b"PAR1 this is not really parquet")
     with pytest.raises(InputError, match="not a readable Parquet file"):
         open_input(src)
+
+
+def test_convert_reads_parquet_too(tmp_path: Path) -> None:
+    src = _write_parquet(tmp_path / "rows.parquet", _qa_rows(4))
+    out = tmp_path / "sft.jsonl"
+    assert main(["convert", str(src), "--target", "trl-sft", "-o", str(out), "--quiet"]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 4 and rows[0]["messages"][-1]["role"] == "assistant"
+    (reject,) = [json.loads(x) for x in (tmp_path / "sft.rejects.jsonl").read_text().splitlines()]
+    assert (reject["line"], reject["field"]) == (3, "answer")

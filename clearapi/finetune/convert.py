@@ -2,7 +2,7 @@
 
 Two sources:
 
-* a dataset file (any shape `clearapi.datasets.read_examples` reads): every example is
+* a dataset file (any input `clearapi.sources.open_input` reads): every example is
   rendered as is (supervised targets only);
 * a curate OUTDIR (``scores.jsonl`` + ``summary.json``): the original input is re-read and
   joined to the scores by line. Supervised targets get kept rows as they were and corrected
@@ -23,7 +23,6 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from clearapi.datasets import read_examples
 from clearapi.errors import ConfigError, InputError
 from clearapi.finetune.split import split_rows
 from clearapi.finetune.targets import TARGETS, RenderError, record_for
@@ -137,7 +136,9 @@ def convert(input: str | Path, output: str | Path, target: str, *, validation_sp
         data_path = inp
 
     def items() -> Iterator[Example | Reject]:
-        return read_examples(data_path, prompt_column=prompt_column, response_column=response_column)
+        from clearapi.sources import open_input  # Parquet and datasets folders as well as JSONL/CSV
+
+        return iter(open_input(data_path, prompt_column=prompt_column, response_column=response_column))
 
     chosen: set[int] = set()
     if validation_split:
