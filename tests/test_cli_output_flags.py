@@ -48,3 +48,23 @@ def test_json_and_quiet_on_curate_score_and_convert(tmp_path: Path, emulator: Em
     result = json.loads(capsys.readouterr().out)
     assert result["target"] == "together" and result["valid"] == {str(out): True}
     assert result["written"] == summary["counts"]["kept"] + summary["counts"]["corrected"]
+
+
+def test_confidence_as_a_fireworks_weight(tmp_path: Path, emulator: EmulatorThread,
+                                          monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src = _src(tmp_path)
+    assert main(_args("curate", emulator, src, tmp_path / "c", "--threshold", "0", "--quiet")) == 0
+    scores = {s["line"]: s for s in map(json.loads, (tmp_path / "c" / "scores.jsonl").read_text().splitlines())}
+    out = tmp_path / "fw.jsonl"
+    assert main(["convert", str(tmp_path / "c"), "--target", "fireworks", "-o", str(out),
+                 "--weight-by-confidence", "--json", "--strict"]) == 0
+    assert json.loads(capsys.readouterr().out)["valid"] == {str(out): True}
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == len(scores) == 4
+    expected = [round(s["correction_confidence"] if s["action"] == "correct" else s["confidence"], 4)
+                for _, s in sorted(scores.items())]
+    assert [r["weight"] for r in rows] == expected
+    assert len(set(expected)) > 1  # the weights carry information
+    assert main(["convert", str(tmp_path / "c"), "--target", "openai", "-o", str(tmp_path / "o.jsonl"),
+                 "--weight-by-confidence"]) == 2

@@ -41,6 +41,8 @@ def add_parser(sub: Any) -> None:
                    help="column (CSV, Parquet, datasets) or key (JSONL) holding the prompt")
     p.add_argument("--response-column", default=None, metavar="NAME",
                    help="column (CSV, Parquet, datasets) or key (JSONL) holding the response")
+    p.add_argument("--weight-by-confidence", action="store_true",
+                   help="fireworks, from an OUTDIR: each row's CLEAR confidence as its training weight")
     add_output_flags(p)
     p.set_defaults(run=run)
 
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_hf(args)
     result = convert(args.input, args.output, args.target, validation_split=args.validation_split,
                      seed=args.seed, validation_output=args.validation_output, source=args.source,
-                     prompt_column=args.prompt_column, response_column=args.response_column)
+                     prompt_column=args.prompt_column, response_column=args.response_column,
+                     weight_by_confidence=args.weight_by_confidence)
     apply_output_flags(args)
     say = print if not (args.json or args.quiet) else _silent
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(result.skipped.items())) or "none"

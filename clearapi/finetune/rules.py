@@ -241,7 +241,7 @@ SERVICE_RULES: dict[str, ServiceRules] = {
         target="fireworks", service="Fireworks AI supervised fine-tuning", kind="chat",
         default_model="accounts/fireworks/models/llama-v3p1-8b-instruct", min_examples=3,
         max_examples=3_000_000, max_file_bytes=None,
-        roles=frozenset({"system", "user", "assistant"}), top_keys=frozenset({"messages", "tools"}),
+        roles=frozenset({"system", "user", "assistant"}), top_keys=frozenset({"messages", "tools", "weight"}),
         message_keys=frozenset({"role", "content", "weight", "tool_calls", "reasoning_content"}),
         models={"accounts/fireworks/models/llama-v3p1-8b": ModelLimit(None, 0.0, "docs: <16B free")},
         weight_allowed=True, weight_assistant_only=False, system_first_only=True, jsonl_only=True,
