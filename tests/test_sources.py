@@ -158,3 +158,38 @@ def test_convert_reads_parquet_too(tmp_path: Path) -> None:
     assert len(rows) == 4 and rows[0]["messages"][-1]["role"] == "assistant"
     (reject,) = [json.loads(x) for x in (tmp_path / "sft.rejects.jsonl").read_text().splitlines()]
     assert (reject["line"], reject["field"]) == (3, "answer")
+
+
+def test_each_shape_through_the_cli_and_the_python_api(tmp_path: Path, emulator: EmulatorThread,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import clearapi
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    qa = [r for r in _qa_rows(3) if r["id"] != "bad"]
+    shapes: dict[str, Any] = {
+        "sharegpt.jsonl": [{"id": r["id"], "conversations": [{"from": "human", "value": r["question"]},
+                                                             {"from": "gpt", "value": r["answer"]}]} for r in qa],
+        "qa.jsonl": qa,
+        "cols.jsonl": [{"id": r["id"], "q": r["question"], "a": r["answer"]} for r in qa],
+    }
+    try:
+        import datasets
+
+        folder = tmp_path / "hf_folder"
+        datasets.Dataset.from_list(qa).save_to_disk(str(folder))
+        shapes["hf_folder"] = folder
+    except ImportError:
+        pass
+    opts = dict(provider="openai", model="gpt-4o-mini", base_url=emulator.base_url + "/v1", cache=False, samples=1)
+    for name, rows in shapes.items():
+        src = rows if isinstance(rows, Path) else _write_jsonl(tmp_path / name, rows)
+        columns = ["--prompt-column", "q", "--response-column", "a"] if name == "cols.jsonl" else []
+        out = tmp_path / f"out-{name}"
+        assert main(["score", str(src), "-o", str(out), "--provider", "openai", "--model", "gpt-4o-mini",
+                     "--base-url", emulator.base_url + "/v1", "--no-cache", "--samples", "1", "--quiet",
+                     *columns]) == 0, name
+        cli = _scores(out)
+        assert sorted(cli) == sorted(r["id"] for r in qa), name
+        kwargs = dict(prompt_column="q", response_column="a") if columns else {}
+        api = clearapi.score_sync(src, **opts, **kwargs)
+        assert {s.id: s.confidence for s in api} == {k: v[0] for k, v in cli.items()}, name
