@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +69,23 @@ def test_confidence_as_a_fireworks_weight(tmp_path: Path, emulator: EmulatorThre
     assert len(set(expected)) > 1  # the weights carry information
     assert main(["convert", str(tmp_path / "c"), "--target", "openai", "-o", str(tmp_path / "o.jsonl"),
                  "--weight-by-confidence"]) == 2
+
+
+def test_verbose_logs_the_retries_and_quiet_does_not(tmp_path: Path, emulator_factory: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    src = _src(tmp_path)
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-not-a-real-key-000"}
+    runs = {}
+    for flag in ("--verbose", "--quiet"):
+        emu = emulator_factory(fault_at={2: "500"})
+        args = _args("score", emu, src, tmp_path / flag.strip("-"), flag)
+        done = subprocess.run([sys.executable, "-m", "clearapi", *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        runs[flag] = done
+    assert "retrying in" in runs["--verbose"].stderr and "500" in runs["--verbose"].stderr
+    assert "sk-test" not in runs["--verbose"].stderr
+    assert runs["--quiet"].stdout == "" and "retrying" not in runs["--quiet"].stderr

@@ -71,7 +71,7 @@ def add_output_flags(p: argparse.ArgumentParser) -> None:
 def apply_output_flags(args: argparse.Namespace) -> None:
     if getattr(args, "verbose", False):
         logging.basicConfig(format="clearapi: %(message)s")
-        logging.getLogger("clearapi").setLevel(logging.INFO)
+        logging.getLogger("clearapi").setLevel(logging.DEBUG)  # retries and waits are logged at debug
 
 
 def add_parser(sub: Any) -> None:
