@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,22 @@ def test_convert_to_a_hugging_face_dataset_folder(tmp_path: Path, capsys: pytest
     assert [m["role"] for m in first] == ["user", "assistant"] and first[0]["content"].startswith("Say ")
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "path: data/train.parquet" in card and "SFTTrainer" in card
+
+
+def test_curate_target_hf_writes_a_dataset_folder(tmp_path: Path, emulator: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets", reason="needs the hf extra (dev installs it)")
+    from clearapi.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"instruction": f"What is {i}+{i}?", "output": str(2 * i)}) + "\n"
+                           for i in range(5)))
+    out = tmp_path / "out"
+    assert main(["curate", str(src), "-o", str(out), "--provider", "openai", "--model", "gpt-4o-mini",
+                 "--base-url", emulator.base_url + "/v1", "--no-cache", "--samples", "1", "--target", "hf",
+                 "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    loaded = datasets.load_dataset(str(out / "hf"))["train"]
+    assert len(loaded) == summary["counts"]["kept"] + summary["counts"]["corrected"]
+    assert [m["role"] for m in loaded[0]["messages"]] == ["user", "assistant"]

@@ -96,7 +96,9 @@ def add_parser(sub: Any) -> None:
                         f"{DEFAULT_CORRECT_THRESHOLD})")
     p.add_argument("--eta", type=float, default=DEFAULT_ETA, metavar="E",
                    help=f"pairwise-judgement confidence needed, in both orders (default {DEFAULT_ETA})")
-    p.add_argument("--target", default="openai", help="curated.jsonl format (default openai chat)")
+    p.add_argument("--target", default="openai",
+                   help="curated.jsonl format (default openai chat; trl-sft, together, fireworks, bedrock, "
+                        "bedrock-nova...; hf: trl-sft rows plus a Hugging Face dataset folder OUTDIR/hf)")
     p.add_argument("--batch", action="store_true",
                    help="send the calls through the provider's batch API (OpenAI Batch, Anthropic Message "
                         "Batches): about half the price, results within 24 h; an interrupted run resumes its batches")
@@ -139,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = common_options(args)
     options.update(action=args.action, threshold=args.threshold, filter_fraction=args.filter_fraction,
-                   correct_threshold=args.correct_threshold, eta=args.eta, target=args.target)
+                   correct_threshold=args.correct_threshold, eta=args.eta,
+                   target="trl-sft" if args.target == "hf" else args.target)
     if args.batch:
         options.update(batch=True, batch_retry=args.batch_retry, batch_poll_interval=args.batch_poll)
     apply_output_flags(args)
@@ -148,6 +151,12 @@ def run(args: argparse.Namespace) -> int:
         print(orjson.dumps(est.as_dict()).decode() if args.json else est.describe())
         return 0
     summary = asyncio.run(curate(args.input, args.out_dir, **options))
+    if args.target == "hf":
+        from clearapi.finetune.hf_dataset import write_hf_dataset
+
+        c = summary.counts
+        write_hf_dataset({"train": args.out_dir / "curated.jsonl"}, args.out_dir / "hf", source=str(args.input),
+                         counts={"dropped": c.dropped, "rejected": c.rejected})
     if args.json:
         print(summary.model_dump_json())
     elif not args.quiet:
