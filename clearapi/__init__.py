@@ -4,6 +4,7 @@ Everything public is re-exported here; internal modules are free to move.
 """
 
 from clearapi._version import __version__
+from clearapi.api import curate_sync, load_results, score_sync
 from clearapi.clear.curation import curate, estimate, score
 from clearapi.datasets import DatasetReader, ReadStats, read_examples, to_openai_chat
 from clearapi.engine import BatchOptions, Engine
@@ -76,11 +77,14 @@ __all__ = [
     "Usage",
     "__version__",
     "curate",
+    "curate_sync",
     "estimate",
     "list_profiles",
     "load_profile",
+    "load_results",
     "read_examples",
     "score",
+    "score_sync",
     "to_openai_chat",
     "write_json_atomic",
     "write_jsonl_atomic",

@@ -197,8 +197,9 @@ class DatasetReader:
         shape = formats.detect_shape(obj) if fmt != formats.COLUMNS and fmt != formats.CSV else None
         if fmt is None:
             if shape is None:
-                return self._reject(line, None, "not a recognised row shape: expected 'messages' (chat), "
-                                    "'instruction'/'output' (Alpaca) or 'prompt'/'completion' keys", raw)
+                keys = ", ".join(repr(k) for k in list(obj)[:8])
+                return self._reject(line, None, f"{formats.UNKNOWN_SHAPE} (this row's keys: {keys or 'none'})",
+                                    raw)
             fmt = self._format = self.stats.format = shape
             self.stats.format_line = line
         elif shape is not None and formats.family(shape) != formats.family(fmt):

@@ -29,6 +29,9 @@ __all__ = [
     "FORMATS",
     "OPENAI_CHAT",
     "PROMPT_COMPLETION",
+    "QUESTION_ANSWER",
+    "SHAREGPT",
+    "UNKNOWN_SHAPE",
     "Columns",
     "Normalised",
     "RowProblem",
@@ -48,13 +51,23 @@ ALPACA: Final = "alpaca"
 PROMPT_COMPLETION: Final = "prompt_completion"
 CSV: Final = "csv"
 COLUMNS: Final = "columns"
-FORMATS: Final = (OPENAI_CHAT, ANTHROPIC, ALPACA, PROMPT_COMPLETION, CSV, COLUMNS)
+SHAREGPT: Final = "sharegpt"
+QUESTION_ANSWER: Final = "question_answer"
+FORMATS: Final = (OPENAI_CHAT, ANTHROPIC, ALPACA, PROMPT_COMPLETION, CSV, COLUMNS, SHAREGPT, QUESTION_ANSWER)
+
+#: the reject reason for a row whose keys announce no known shape; names the way out
+UNKNOWN_SHAPE: Final = (
+    "not a recognised row shape: expected 'messages' (chat), 'conversations' (ShareGPT), "
+    "'instruction'/'output' (Alpaca), 'prompt'/'completion' or 'question'/'answer' keys; "
+    "for other keys name them with --prompt-column and --response-column")
 
 _ALIASES: Final[dict[str, str]] = {
     "openai": OPENAI_CHAT, "chat": OPENAI_CHAT, "messages": OPENAI_CHAT, "openai-chat": OPENAI_CHAT,
     "bedrock": ANTHROPIC, "claude": ANTHROPIC,
     "prompt-completion": PROMPT_COMPLETION, "completion": PROMPT_COMPLETION,
     "tsv": CSV,
+    "share_gpt": SHAREGPT, "conversations": SHAREGPT,
+    "qa": QUESTION_ANSWER, "question-answer": QUESTION_ANSWER,
 }
 
 _LABELS: Final[dict[str, str]] = {
@@ -64,6 +77,8 @@ _LABELS: Final[dict[str, str]] = {
     PROMPT_COMPLETION: "prompt/completion",
     CSV: "CSV",
     COLUMNS: "named columns",
+    SHAREGPT: "ShareGPT ('conversations' with 'from'/'value')",
+    QUESTION_ANSWER: "question/answer",
 }
 
 _ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
@@ -131,8 +146,14 @@ def detect_shape(obj: Mapping[str, Any]) -> str | None:
         return OPENAI_CHAT
     if "instruction" in obj or ("output" in obj and "input" in obj):
         return ALPACA
+    if "prompt" in obj and "response" in obj and "completion" not in obj:
+        return COLUMNS  # prompt/response: the default named columns
     if "prompt" in obj or "completion" in obj:
         return PROMPT_COMPLETION
+    if "conversations" in obj:
+        return SHAREGPT
+    if "question" in obj and "answer" in obj:
+        return QUESTION_ANSWER
     return None
 
 
@@ -141,6 +162,8 @@ _CONSUMED: Final[dict[str, tuple[str, ...]]] = {
     ANTHROPIC: ("messages", "system", "schemaVersion", "anthropic_version"),
     ALPACA: ("instruction", "input", "output", "system", "context", "response"),
     PROMPT_COMPLETION: ("prompt", "completion", "system"),
+    SHAREGPT: ("conversations", "system"),
+    QUESTION_ANSWER: ("question", "answer", "system"),
 }
 
 
@@ -180,6 +203,10 @@ def normalise(obj: Mapping[str, Any], fmt: str, columns: Columns | None = None) 
         return _prompt_completion_row(obj)
     if fmt in (CSV, COLUMNS):
         return _columns_row(obj, columns or Columns("prompt", "response"))
+    if fmt == SHAREGPT:
+        return _sharegpt_row(obj)
+    if fmt == QUESTION_ANSWER:
+        return _columns_row(obj, Columns("question", "answer", "system"))
     raise ConfigError(f"unknown input format {fmt!r}")
 
 
@@ -420,3 +447,44 @@ def _columns_row(obj: Mapping[str, Any], columns: Columns) -> Normalised:
             messages.append(_msg("system", system))
     messages += [_msg("user", prompt), _msg("assistant", response)]
     return Normalised(messages, None)
+
+
+# --- ShareGPT -------------------------------------------------------------------------------------------
+
+#: ShareGPT speaker names (FastChat, Axolotl, LLaMA-Factory spellings) and the chat role each one is
+_SHAREGPT_ROLES: Final[dict[str, str]] = {
+    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
+    "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system",
+    "function_call": "assistant", "observation": "tool", "tool": "tool", "function": "tool",
+}
+
+
+def _sharegpt_row(obj: Mapping[str, Any]) -> Normalised:
+    """`conversations`: a list of ``{"from": "human"|"gpt"|..., "value": text}`` turns."""
+    value = obj.get("conversations")
+    if value is None:
+        raise RowProblem("conversations", "is missing")
+    if not isinstance(value, list):
+        raise RowProblem("conversations", f"must be an array of turns, got {kind_of(value)}")
+    if not value:
+        raise RowProblem("conversations", "is an empty array")
+    messages = _system_messages(obj)
+    for i, turn in enumerate(value):
+        where = f"conversations[{i}]"
+        if not isinstance(turn, dict):
+            raise RowProblem(where, f"must be an object with 'from' and 'value', got {kind_of(turn)}")
+        speaker = turn.get("from", turn.get("role"))
+        if not isinstance(speaker, str):
+            raise RowProblem(f"{where}.from", "is missing" if speaker is None else
+                             f"must be a string, got {kind_of(speaker)}")
+        role = _SHAREGPT_ROLES.get(speaker.lower())
+        if role is None:
+            raise RowProblem(f"{where}.from", f"unknown speaker {speaker!r}; expected human, gpt or system")
+        key = "value" if "value" in turn or "content" not in turn else "content"
+        text = _required_text(turn, key, field=f"{where}.{key}")
+        if speaker.lower() == "function_call":
+            text = f"[tool call] {text}"
+        if role == "tool":
+            role, text = "user", f"[tool result] {text}"
+        messages.append(_msg(role, text))
+    return Normalised(_finish(messages, "conversations"), _top_level_weight(obj))

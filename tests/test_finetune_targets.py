@@ -240,7 +240,7 @@ def test_render_refuses_what_a_target_cannot_express() -> None:
 
 def test_every_target_is_documented() -> None:
     assert set(TARGETS) == {"openai", "openai-dpo", "bedrock", "together", "together-dpo", "fireworks",
-                            "fireworks-dpo"}
+                            "fireworks-dpo", "trl-sft", "trl-dpo", "bedrock-nova"}
     assert all(t.description for t in TARGETS.values())
 
 

@@ -21,6 +21,7 @@ def test_wheel_carries_profiles_and_assets(tmp_path: Path) -> None:
     for profile in sorted((ROOT / "providers").glob("*.toml")):
         assert f"clearapi/_providers/{profile.name}" in names
     assert {"clearapi/report/assets/report.css", "clearapi/report/assets/report.js"} <= names
+    assert {"clearapi/py.typed", "clearapi_testing/py.typed"} <= names  # PEP 561: users' mypy sees the types
     assert not any(n.startswith(("tests/", "cassettes/", "providers/")) for n in names)
 
     # runtime dependencies: neither the emulator's HTTP parser nor the retired limiter
@@ -47,3 +48,13 @@ def test_runtime_package_never_imports_test_machinery() -> None:
     offenders = [str(path.relative_to(ROOT)) for path in (ROOT / "clearapi").rglob("*.py")
                  if "clearapi_testing" in path.read_text() or "import h11" in path.read_text()]
     assert offenders == []
+
+
+def test_optional_readers_are_extras_and_in_dev() -> None:
+    """Tests of Parquet, `datasets` and pandas skip where those are missing; CI installs `dev`, so there they run."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {key: {r.split(">")[0].split("=")[0].split("[")[0].strip() for r in reqs} for key, reqs in extras.items()}
+    assert "pyarrow" in names["parquet"] and {"datasets", "pyarrow"} <= names["hf"] and "pandas" in names["pandas"]
+    assert {"pyarrow", "datasets", "pandas"} <= names["dev"]

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import os
 from array import array
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +73,9 @@ from clearapi.spool import SpooledInput
 from clearapi.writers import AtomicJsonlWriter, dumps_line, write_json_atomic
 
 __all__ = ["CurateOptions", "curate", "estimate", "score"]
+
+#: what `curate`, `score` and `estimate` read (see `clearapi.sources.open_input`)
+Input = str | os.PathLike[str] | Iterable[Mapping[str, Any]] | Any
 
 #: errors that fail one row (it becomes a reject) rather than the run
 ROW_ERRORS: tuple[type[ClearAPIError], ...] = (TransientError, RateLimited, BadRequest)
@@ -220,17 +223,33 @@ def _window(engine: Engine) -> int | None:
     return None if engine.batch is not None else max(4, 2 * engine.max_concurrency)
 
 
-def _reader(input: SpooledInput, opts: CurateOptions) -> DatasetReader:
-    return DatasetReader(input.path, prompt_column=opts.prompt_column, response_column=opts.response_column,
-                         name=input.name)
+def _reader(input: Input, opts: CurateOptions) -> DatasetReader:
+    from clearapi.sources import open_input
+
+    if isinstance(input, SpooledInput):
+        reader = open_input(input.path, prompt_column=opts.prompt_column, response_column=opts.response_column)
+        reader.name = input.name
+        return reader
+    return open_input(input, prompt_column=opts.prompt_column, response_column=opts.response_column)
 
 
-async def _spooled(stack: contextlib.AsyncExitStack, input: str | os.PathLike[str]) -> SpooledInput:
-    """The input, copied once to a private file first if it can be read only once (stdin, a pipe)."""
-    spooled = SpooledInput(input)
-    await asyncio.to_thread(spooled.__enter__)
-    stack.push(spooled)
-    return spooled
+def _spool(input: Input) -> contextlib.AbstractContextManager[Any]:
+    """A path that can be read only once (stdin, a pipe) is copied to a private file first;
+    other inputs (files, DataFrames, datasets, lists) are read in place."""
+    if isinstance(input, (str, os.PathLike)):
+        return SpooledInput(input)
+    return contextlib.nullcontext(input)
+
+
+async def _spooled(stack: contextlib.AsyncExitStack, input: Input) -> Any:
+    spool = _spool(input)
+    entered = await asyncio.to_thread(spool.__enter__)
+    stack.push(spool)
+    return entered
+
+
+def _input_name(input: Input) -> str:
+    return os.fspath(input) if isinstance(input, (str, os.PathLike)) else f"<{type(input).__name__}>"
 
 
 def _model_name(engine: Engine) -> str:
@@ -270,13 +289,19 @@ async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan, 
                           error=f"API call {how}: {type(exc).__name__}: {exc}")
         return scored if then is None else await then(item, scored)
 
-    async for result in engine.map(iter(reader), one, window=_window(engine)):
+    from clearapi.sources import count_rows
+
+    total = await asyncio.to_thread(count_rows, reader) if engine.shows_progress else None
+    async for result in engine.map(iter(reader), one, window=_window(engine), total=total):
         yield result
 
 
-async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
+async def score(input: Input, *, engine: Engine | None = None,
                 on_reject: Callable[[Reject], None] | None = None, **options: Any) -> AsyncIterator[Score]:
     """Score every row of `input`, yielding a `Score` per example in input order.
+
+    `input` is a path (JSONL, CSV, Parquet, a `datasets` folder, ``hf:ORG/NAME[:SPLIT]``), a
+    pandas DataFrame, a `datasets.Dataset` or an iterable of dicts.
 
     Takes the same options as `curate` (provider, model, samples, seed, cache...). Rows
     that cannot be read, or whose calls failed after every retry, are not yielded: they
@@ -289,7 +314,7 @@ async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
         plan = _plan(engine.capabilities, opts)
-        async for item in _score_rows(engine, reader, plan, source.name):
+        async for item in _score_rows(engine, reader, plan, reader.name):
             if isinstance(item, Reject):
                 if on_reject is not None:
                     on_reject(item)
@@ -297,7 +322,7 @@ async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
                 yield item
 
 
-def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
+def estimate(input: Input, **options: Any) -> Estimate:
     """What a run would cost, from the file and the provider's profile, without any call."""
     opts = _options(**options)
     profile = load_profile(opts.provider)
@@ -308,7 +333,7 @@ def estimate(input: str | os.PathLike[str], **options: Any) -> Estimate:
     if opts.batch and price is not None and price.batch_discount:  # what batch mode is billed at
         keep = 1.0 - price.batch_discount
         price = price.model_copy(update={"input": price.input * keep, "output": price.output * keep})
-    with SpooledInput(input) as source:
+    with _spool(input) as source:
         reader = _reader(source, opts)
         est = estimate_run(reader, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
                            filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
@@ -333,9 +358,9 @@ class _Tally:
         self.last_line = 0
 
 
-async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
+async def curate(input: Input, out_dir: str | os.PathLike[str], *,
                  engine: Engine | None = None, dry_run: bool = False, **options: Any) -> Summary:
-    """Score, filter and correct `input`; write curated.jsonl, scores.jsonl, rejects.jsonl,
+    """Score, filter and correct `input` (any input `score` takes); write curated.jsonl, scores.jsonl, rejects.jsonl,
     summary.json (and report.html) to `out_dir`; return the summary.
 
     Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
@@ -352,7 +377,7 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     started = _now()
     if dry_run:
         est = estimate(input, **options)
-        return Summary(clearapi_version=__version__, input=str(input), output_dir=str(out_dir),
+        return Summary(clearapi_version=__version__, input=_input_name(input), output_dir=str(out_dir),
                        provider=est.provider, model=est.model, started_at=started, finished_at=_now(),
                        completed=False, stopped_reason="dry run: no call was made",
                        settings={**opts.settings(), "dry_run": True, "estimate": est.as_dict()})
@@ -371,7 +396,8 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     # outputs are staged, then moved into place in one step (clearapi.outdir); checked before
     # anything is opened or created, the cache included
     cache = engine.cache_path if engine is not None else cache_path(opts.cache)
-    folder = OutputFolder(out, outputs=OUTPUTS.values(), reads=[input, cache, opts.model_path])
+    reads = [input if isinstance(input, (str, os.PathLike)) else None, cache, opts.model_path]
+    folder = OutputFolder(out, outputs=OUTPUTS.values(), reads=reads)
     folder.check()
     async with contextlib.AsyncExitStack() as stack:
         source = await _spooled(stack, input)
@@ -381,7 +407,7 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         judges = [(spec.name, await stack.enter_async_context(_judge_engine(spec, opts)))
                   for spec in opts.judges()]
         await asyncio.to_thread(stack.enter_context, folder)
-        summary = await _run(engine, reader, source.name, folder.stage, opts, started, output_dir=out,
+        summary = await _run(engine, reader, reader.name, folder.stage, opts, started, output_dir=out,
                              judges=judges)
         if not summary.completed:  # partial results go under names that say so
             summary.outputs = {k: partial_name(v) for k, v in summary.outputs.items()}

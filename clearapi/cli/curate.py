@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from clearapi.clear.policy import DEFAULT_CORRECT_THRESHOLD, DEFAULT_ETA
 from clearapi.records import Summary
@@ -14,7 +17,9 @@ from clearapi.records import Summary
 
 def add_common(p: argparse.ArgumentParser) -> None:
     """Options shared by `curate` and `score`: provider, limits, cache, sampling, input columns."""
-    p.add_argument("input", metavar="INPUT", type=Path, help="dataset file (JSONL, JSONL.gz, CSV)")
+    p.add_argument("input", metavar="INPUT", type=Path,
+                   help="dataset: a JSONL, JSONL.gz, CSV/TSV or Parquet file, a Hugging Face datasets folder "
+                        "(save_to_disk) or hf:ORG/NAME[:SPLIT]")
     p.add_argument("-o", "--output", "--out", dest="out_dir", metavar="OUTDIR", type=Path, required=True,
                    help="folder for the outputs (created if missing)")
     p.add_argument("--provider", default="local", help="provider profile (default: local, the embedded model)")
@@ -47,11 +52,28 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="seed of the sampled answers and of the demonstrations each row is shown (default 0)")
     p.add_argument("--max-cost", type=float, default=None, metavar="USD", help="stop before spending more")
-    p.add_argument("--prompt-column", default=None, help="CSV: column holding the prompt")
-    p.add_argument("--response-column", default=None, help="CSV: column holding the response")
+    p.add_argument("--prompt-column", default=None, metavar="NAME",
+                   help="column (CSV, Parquet, datasets) or key (JSONL) holding the prompt")
+    p.add_argument("--response-column", default=None, metavar="NAME",
+                   help="column (CSV, Parquet, datasets) or key (JSONL) holding the response")
     p.add_argument("--dry-run", action="store_true", help="make no call; print planned calls, tokens and cost")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: on a terminal)")
+                   help="progress bar (default: on a terminal or in a notebook)")
+    add_output_flags(p)
+
+
+def add_output_flags(p: argparse.ArgumentParser) -> None:
+    """--json, --quiet, --verbose: what the command prints (the files written are the same)."""
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors (and --json)")
+    talk.add_argument("-v", "--verbose", action="store_true", help="log each retry, wait and batch on stderr")
+
+
+def apply_output_flags(args: argparse.Namespace) -> None:
+    if getattr(args, "verbose", False):
+        logging.basicConfig(format="clearapi: %(message)s")
+        logging.getLogger("clearapi").setLevel(logging.DEBUG)  # retries and waits are logged at debug
 
 
 def add_parser(sub: Any) -> None:
@@ -88,7 +110,9 @@ def add_parser(sub: Any) -> None:
                        help="the judge's API base URL (once, or once per --judge-provider)")
     judge.add_argument("--judge-majority", type=int, default=None, metavar="M",
                        help="a panel corrects when M judges prefer the candidate at eta (default: all)")
-    p.add_argument("--target", default="openai", help="curated.jsonl format (default openai chat)")
+    p.add_argument("--target", default="openai",
+                   help="curated.jsonl format (default openai chat; trl-sft, together, fireworks, bedrock, "
+                        "bedrock-nova...; hf: trl-sft rows plus a Hugging Face dataset folder OUTDIR/hf)")
     p.add_argument("--batch", action="store_true",
                    help="send the calls through the provider's batch API (OpenAI Batch, Anthropic Message "
                         "Batches): about half the price, results within 24 h; an interrupted run resumes its batches")
@@ -105,7 +129,8 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
                 rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, cache=cache,
                 timeout=args.timeout, samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
                 demo_sets=args.demo_sets, seed=args.seed, max_cost=args.max_cost,
-                prompt_column=args.prompt_column, response_column=args.response_column, progress=args.progress)
+                prompt_column=args.prompt_column, response_column=args.response_column,
+                progress=False if args.quiet and args.progress is None else args.progress)
 
 
 def describe(summary: Summary) -> str:
@@ -134,16 +159,28 @@ def run(args: argparse.Namespace) -> int:
 
     options = common_options(args)
     options.update(action=args.action, threshold=args.threshold, filter_fraction=args.filter_fraction,
-                   correct_threshold=args.correct_threshold, eta=args.eta, target=args.target,
+                   correct_threshold=args.correct_threshold, eta=args.eta,
+                   target="trl-sft" if args.target == "hf" else args.target,
                    judge_provider=args.judge_provider, judge_model=args.judge_model,
                    judge_base_url=args.judge_base_url, judge_majority=args.judge_majority)
     if args.batch:
         options.update(batch=True, batch_retry=args.batch_retry, batch_poll_interval=args.batch_poll)
+    apply_output_flags(args)
     if args.dry_run:
-        print(estimate(args.input, **options).describe())
+        est = estimate(args.input, **options)
+        print(orjson.dumps(est.as_dict()).decode() if args.json else est.describe())
         return 0
     summary = asyncio.run(curate(args.input, args.out_dir, **options))
-    print(describe(summary))
+    if args.target == "hf" and summary.completed:
+        from clearapi.finetune.hf_dataset import write_hf_dataset
+
+        c = summary.counts
+        write_hf_dataset({"train": args.out_dir / "curated.jsonl"}, args.out_dir / "hf", source=str(args.input),
+                         counts={"dropped": c.dropped, "rejected": c.rejected})
+    if args.json:
+        print(summary.model_dump_json())
+    elif not args.quiet:
+        print(describe(summary))
     for warning in summary.warnings:
         print(f"clearapi: warning: {warning}", file=sys.stderr)
     if not summary.completed:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from clearapi.cli.curate import add_common, common_options
+from clearapi.cli.curate import add_common, apply_output_flags, common_options
 from clearapi.errors import ConfigError, FatalError, InputError
 
 
@@ -47,10 +48,12 @@ async def _score(input: Path, out_dir: Path, options: dict[str, Any]) -> tuple[i
 
 def run(args: argparse.Namespace) -> int:
     options = common_options(args)
+    apply_output_flags(args)
     if args.dry_run:
         from clearapi.clear.curation import estimate
 
-        print(estimate(args.input, **options).describe())
+        est = estimate(args.input, **options)
+        print(json.dumps(est.as_dict()) if args.json else est.describe())
         return 0
     scored, rejected, stopped = asyncio.run(_score(args.input, args.out_dir, options))
     if stopped is not None:
@@ -59,5 +62,10 @@ def run(args: argparse.Namespace) -> int:
               "earlier run, if any, were left as they were. Re-run the same command to resume (answers "
               "already received come from the cache).", file=sys.stderr)
         return 1
-    print(f"{scored} rows scored, {rejected} rejected; see {args.out_dir / 'scores.jsonl'}")
+    if args.json:
+        print(json.dumps({"rows": scored + rejected, "scored": scored, "rejected": rejected,
+                          "scores": str(args.out_dir / "scores.jsonl"),
+                          "rejects": str(args.out_dir / "rejects.jsonl")}))
+    elif not args.quiet:
+        print(f"{scored} rows scored, {rejected} rejected; see {args.out_dir / 'scores.jsonl'}")
     return 0

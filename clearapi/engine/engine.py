@@ -277,6 +277,11 @@ class Engine:
     def tpm(self) -> float | None:
         return self._pacer.tpm
 
+    @property
+    def shows_progress(self) -> bool:
+        """Whether a progress bar is drawn (then a row count for its total is worth a pass)."""
+        return self._bar is not None
+
     def progress_rows(self, total: int | None = None) -> RowsProgress:
         """The rows counter of the progress bar; `map` advances it, or call ``.advance()``."""
         if total is not None:

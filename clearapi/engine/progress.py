@@ -1,6 +1,6 @@
 """A rich progress bar on stderr: rows done of total, rate, ETA, spend, learned rate.
 
-Shown only on a terminal (or when asked), so logs and pipes stay clean. Rich redraws from
+Shown only on a terminal or in a notebook (or when asked), so logs and pipes stay clean. Rich redraws from
 its own thread a few times a second; the engine only bumps counters, which costs nothing
 when the bar is off.
 """
@@ -26,16 +26,27 @@ from rich.text import Text
 
 from clearapi.records import RunStats
 
-__all__ = ["ProgressBar", "RowsProgress", "describe_stats", "want_progress"]
+__all__ = ["ProgressBar", "RowsProgress", "describe_stats", "in_notebook", "want_progress"]
 
 
 def want_progress(progress: bool | None) -> bool:
+    """On when asked, else on a terminal or in a Jupyter kernel (rich draws there as a widget)."""
     if progress is not None:
         return progress
+    if in_notebook():
+        return True
     try:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def in_notebook() -> bool:
+    """A Jupyter kernel runs an IPython ZMQ shell; a plain script never imported IPython."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def describe_stats(stats: RunStats) -> str:

@@ -2,7 +2,7 @@
 
 Two sources:
 
-* a dataset file (any shape `clearapi.datasets.read_examples` reads): every example is
+* a dataset file (any input `clearapi.sources.open_input` reads): every example is
   rendered as is (supervised targets only);
 * a curate OUTDIR (``scores.jsonl`` + ``summary.json``): the original input is re-read and
   joined to the scores by line. Supervised targets get kept rows as they were and corrected
@@ -23,7 +23,6 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from clearapi.datasets import read_examples
 from clearapi.errors import ConfigError, InputError
 from clearapi.finetune.split import split_rows
 from clearapi.finetune.targets import TARGETS, RenderError, record_for
@@ -120,10 +119,20 @@ def _skip_reason(action: str, correction: str | None, preference: bool) -> str |
 
 def convert(input: str | Path, output: str | Path, target: str, *, validation_split: float | None = None,
             seed: int = 0, validation_output: str | Path | None = None, source: str | Path | None = None,
-            prompt_column: str | None = None, response_column: str | None = None) -> ConvertResult:
-    """Write `target` records for `input` (a dataset file or a curate OUTDIR) to `output`."""
+            prompt_column: str | None = None, response_column: str | None = None,
+            weight_by_confidence: bool = False) -> ConvertResult:
+    """Write `target` records for `input` (a dataset file or a curate OUTDIR) to `output`.
+
+    ``weight_by_confidence`` (Fireworks, from an OUTDIR): each record's root ``weight`` is the
+    row's CLEAR confidence (the correction's for a corrected row), so trusted rows teach more.
+    """
     if target not in TARGETS:
         raise ConfigError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
+    weights: dict[int, float] | None = None
+    if weight_by_confidence:
+        from clearapi.finetune.weights import confidence_weights
+
+        weights = confidence_weights(Path(input), target)
     inp, out = Path(input), Path(output)
     preference = TARGETS[target].preference
     decisions: dict[int, _Decision] | None = None
@@ -137,7 +146,9 @@ def convert(input: str | Path, output: str | Path, target: str, *, validation_sp
         data_path = inp
 
     def items() -> Iterator[Example | Reject]:
-        return read_examples(data_path, prompt_column=prompt_column, response_column=response_column)
+        from clearapi.sources import open_input  # Parquet and datasets folders as well as JSONL/CSV
+
+        return iter(open_input(data_path, prompt_column=prompt_column, response_column=response_column))
 
     chosen: set[int] = set()
     if validation_split:
@@ -168,6 +179,8 @@ def convert(input: str | Path, output: str | Path, target: str, *, validation_sp
                 continue
             if record is None:  # pragma: no cover - _skip_reason already left these out
                 continue
+            if weights is not None:
+                record["weight"] = weights.get(item.line, 1.0)
             if i in chosen:
                 val_w.write(record)
                 result.validation += 1

@@ -42,6 +42,12 @@ Together AI
   [tg-dpo]  docs.together.ai/docs/fine-tuning/preference-tuning — confirmed: input.messages,
             preferred_output and non_preferred_output each exactly one assistant message.
   memory:   per-message `weight` 0/1; prices.
+Amazon Bedrock (Amazon Nova)
+  [nova-data] docs.aws.amazon.com/nova/latest/userguide/fine-tune-prepare-data-understanding.html
+            — confirmed: {"schemaVersion", "system": [{"text"}], "messages": [{"role",
+            "content": [{"text"}]}]}; roles user and assistant; first turn user, last assistant;
+            "User:", "Bot:", "Assistant:", "System:", "<image>", "<video>" and "[EOS]" are
+            reserved keywords in user and system prompts.
 Fireworks AI
   [fw-sft]  docs.fireworks.ai/fine-tuning/fine-tuning-models — confirmed: OpenAI-compatible
             chat format; minimum 3, maximum 3 million examples; .jsonl; roles system/user/
@@ -71,7 +77,7 @@ __all__ = [
 ]
 
 Severity = Literal["error", "warning"]
-Kind = Literal["chat", "bedrock", "preference"]
+Kind = Literal["chat", "bedrock", "nova", "preference"]
 
 #: Every rule id a finding can carry, with what it means (shown by `validate --list-rules`).
 RULE_IDS: dict[str, str] = {
@@ -94,6 +100,7 @@ RULE_IDS: dict[str, str] = {
     "last-not-assistant": "messages after the last assistant turn are not trained on",
     "too-few-messages": "fewer messages than the service requires",
     "preference-output": "a preference output must be exactly one assistant message",
+    "reserved-word": "a prompt holds a keyword the service reserves (Amazon Nova: User:, Bot:, [EOS]...)",
     "preference-identical": "preferred and non-preferred outputs are identical",
     "example-tokens": "the example is longer than the model's training context",
     "min-examples": "fewer examples than the service's minimum",
@@ -205,6 +212,13 @@ SERVICE_RULES: dict[str, ServiceRules] = {
         models={"anthropic.claude-3-haiku": ModelLimit(32_000, 4.00, "memory")},
         unknown_key_severity="error", message_key_severity="error",
     ),
+    "bedrock-nova": ServiceRules(
+        target="bedrock-nova", service="Amazon Bedrock (Amazon Nova fine-tuning)", kind="nova",
+        default_model="amazon.nova-lite-v1:0:300k", min_examples=1, max_examples=None,
+        max_file_bytes=None, roles=frozenset({"user", "assistant"}),
+        top_keys=frozenset({"schemaVersion", "system", "messages"}), message_keys=frozenset({"role", "content"}),
+        models={}, unknown_key_severity="error", message_key_severity="error",
+    ),
     "together": ServiceRules(
         target="together", service="Together AI fine-tuning (conversational)", kind="chat",
         default_model="meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", min_examples=1,
@@ -227,7 +241,7 @@ SERVICE_RULES: dict[str, ServiceRules] = {
         target="fireworks", service="Fireworks AI supervised fine-tuning", kind="chat",
         default_model="accounts/fireworks/models/llama-v3p1-8b-instruct", min_examples=3,
         max_examples=3_000_000, max_file_bytes=None,
-        roles=frozenset({"system", "user", "assistant"}), top_keys=frozenset({"messages", "tools"}),
+        roles=frozenset({"system", "user", "assistant"}), top_keys=frozenset({"messages", "tools", "weight"}),
         message_keys=frozenset({"role", "content", "weight", "tool_calls", "reasoning_content"}),
         models={"accounts/fireworks/models/llama-v3p1-8b": ModelLimit(None, 0.0, "docs: <16B free")},
         weight_allowed=True, weight_assistant_only=False, system_first_only=True, jsonl_only=True,
@@ -383,6 +397,59 @@ def _check_bedrock(sink: _Sink, rules: ServiceRules, obj: Mapping[str, Any]) -> 
             break
 
 
+#: [nova-data]: a user or system prompt must not hold these
+NOVA_RESERVED = ("User:", "Bot:", "Assistant:", "System:", "<image>", "<video>", "[EOS]")
+
+
+def _nova_texts(sink: _Sink, where: str, blocks: Any) -> list[str]:
+    if not isinstance(blocks, list) or not blocks:
+        sink.add(where, "type", "must be a non-empty list of {\"text\": ...} blocks")
+        return []
+    texts = []
+    for j, block in enumerate(blocks):
+        text = block.get("text") if isinstance(block, Mapping) else None
+        if not isinstance(text, str):
+            sink.add(f"{where}[{j}].text", "content-type", "each block must be {\"text\": a string}")
+        elif not text.strip():
+            sink.add(f"{where}[{j}].text", "content-empty", "text is empty")
+        else:
+            texts.append(text)
+    return texts
+
+
+def _check_nova(sink: _Sink, rules: ServiceRules, obj: Mapping[str, Any]) -> None:
+    if not isinstance(obj.get("schemaVersion"), str):
+        sink.add("schemaVersion", "missing-key", "record needs a schemaVersion string (bedrock-conversation-2024)")
+    prompts: list[tuple[str, str]] = []
+    if "system" in obj:
+        prompts += [("system", t) for t in _nova_texts(sink, "system", obj["system"])]
+    messages = obj.get("messages")
+    if not isinstance(messages, list) or not messages:
+        sink.add("messages", "missing-key", "record needs a non-empty messages list")
+        return
+    roles = []
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        role = msg.get("role") if isinstance(msg, Mapping) else None
+        if role not in rules.roles:
+            sink.add(f"{where}.role", "role", f"role must be user or assistant, got {role!r}")
+            continue
+        roles.append(role)
+        texts = _nova_texts(sink, f"{where}.content", msg.get("content"))
+        if role == "user":
+            prompts += [(f"{where}.content", t) for t in texts]
+    if roles and roles[0] != "user":
+        sink.add("messages[0].role", "role-order", "the first message must be from the user")
+    if roles and roles[-1] != "assistant":
+        sink.add(f"messages[{len(messages) - 1}].role", "role-order", "the last message must be from the assistant")
+    for where, text in prompts:
+        found = [w for w in NOVA_RESERVED if w in text]
+        if found:
+            sink.add(where, "reserved-word", f"holds {', '.join(found)}, reserved by Amazon Nova; the job fails "
+                     "on it (rephrase, e.g. 'user said')")
+            break
+
+
 def _check_preference(sink: _Sink, rules: ServiceRules, obj: Mapping[str, Any]) -> None:
     inp = obj.get("input")
     if inp is None:
@@ -432,6 +499,8 @@ def check_record(obj: Any, rules: ServiceRules, *, file: str, line: int) -> list
             _check_messages(sink, rules, "messages", obj["messages"], need_assistant=True)
     elif rules.kind == "bedrock":
         _check_bedrock(sink, rules, obj)
+    elif rules.kind == "nova":
+        _check_nova(sink, rules, obj)
     else:
         _check_preference(sink, rules, obj)
     return sink.items

@@ -7,12 +7,13 @@ carried over: the output is an upload-ready file, not a copy of the input.
 
 Supervised targets (``render``): ``openai`` (messages, optional weight), ``bedrock``
 (``system`` + alternating ``messages``, Claude on Amazon Bedrock), ``together`` and
-``fireworks`` (chat ``messages``).
+``fireworks`` (chat ``messages``), ``trl-sft`` (TRL's conversational ``messages``).
 
 Preference targets (``render_preference``): ``openai-dpo``, ``together-dpo`` and
 ``fireworks-dpo`` share OpenAI's shape ``{"input": {"messages"}, "preferred_output": [..],
 "non_preferred_output": [..]}``. clearapi builds them from accepted auto-corrections:
-preferred = the correction, non-preferred = the dataset's original response.
+preferred = the correction, non-preferred = the dataset's original response. ``trl-dpo`` is
+TRL's conversational preference shape ``{"prompt": [..], "chosen": [..], "rejected": [..]}``.
 
 A row a service cannot represent (a tool turn for Bedrock, a conversation opening with an
 assistant turn where the service requires user first) raises `RenderError`, which callers
@@ -116,10 +117,30 @@ def _chat(target: str) -> Callable[[Example, str | None], dict[str, Any]]:
     return render_chat
 
 
+def _bedrock_nova(example: Example, response: str | None) -> dict[str, Any]:
+    """Amazon Nova on Bedrock: the Converse schema, text blocks, user first and assistant last."""
+    system, turns = _turns(example, response, "bedrock-nova")
+    rec: dict[str, Any] = {"schemaVersion": "bedrock-conversation-2024"}
+    if system:
+        rec["system"] = [{"text": system}]
+    rec["messages"] = [{"role": t["role"], "content": [{"text": t["content"]}]} for t in turns]
+    return rec
+
+
+def _trl_sft(example: Example, response: str | None) -> dict[str, Any]:
+    """TRL's conversational language-modeling shape (SFTTrainer, also Axolotl/Unsloth chat templates):
+    ``messages`` with the system prompt first; the chat template does the rest."""
+    rec = to_openai_chat(example, response)
+    return {"messages": [{"role": "system" if m["role"] == "developer" else m["role"], "content": m["content"]}
+                         for m in rec["messages"] if isinstance(m.get("content"), str)]}
+
+
 TARGETS: dict[str, Target] = {
     "openai": Target("openai", "OpenAI", False, "OpenAI chat SFT: messages, optional 0/1 weight", _openai),
     "bedrock": Target("bedrock", "Amazon Bedrock", False,
                       "Claude on Bedrock: optional system + alternating user/assistant messages", _bedrock),
+    "bedrock-nova": Target("bedrock-nova", "Amazon Bedrock", False,
+                           "Amazon Nova on Bedrock: bedrock-conversation-2024 schema, text blocks", _bedrock_nova),
     "together": Target("together", "Together AI", False,
                        "conversational messages: system first, then user/assistant alternating",
                        _chat("together")),
@@ -130,6 +151,10 @@ TARGETS: dict[str, Target] = {
                          "preference pairs: input.messages, preferred_output, non_preferred_output"),
     "together-dpo": Target("together-dpo", "Together AI", True, "preference pairs (OpenAI's shape)"),
     "fireworks-dpo": Target("fireworks-dpo", "Fireworks AI", True, "preference pairs (OpenAI's shape)"),
+    "trl-sft": Target("trl-sft", "TRL (Hugging Face)", False,
+                      "conversational messages for SFTTrainer, Axolotl and Unsloth chat templates", _trl_sft),
+    "trl-dpo": Target("trl-dpo", "TRL (Hugging Face)", True,
+                      "conversational preference rows for DPOTrainer: prompt, chosen, rejected"),
 }
 
 
@@ -161,6 +186,11 @@ def render_preference(example: Example, preferred: str, rejected: str,
     if not t.preference:
         raise ConfigError(f"target {target!r} is not a preference target; use render()")
     prompt = example.prompt_messages
+    if target == "trl-dpo":
+        return {"prompt": [{"role": "system" if m.role == "developer" else m.role, "content": m.content}
+                           for m in prompt],
+                "chosen": [{"role": "assistant", "content": preferred}],
+                "rejected": [{"role": "assistant", "content": rejected}]}
     if target == "openai-dpo":
         full = to_openai_chat(example)
         allowed = SERVICE_RULES["openai-dpo"].message_keys
