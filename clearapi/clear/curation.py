@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 from array import array
@@ -110,8 +111,12 @@ class CurateOptions:
     batch: bool = False
     batch_retry: Literal["online", "batch"] = "online"
     batch_poll_interval: float = 10.0
+    #: process only the first N input rows (demonstrations are still drawn from the file's first rows)
+    limit: int | None = None
 
     def check(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if self.threshold is not None and self.filter_fraction is not None:
             raise ConfigError("give either --threshold or --filter-fraction, not both")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -179,7 +184,7 @@ def _demo_pool(reader: DatasetReader, plan: ScoringPlan) -> DemoPool | None:
 
 
 async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan,
-                      file: str) -> AsyncIterator[Score | Reject]:
+                      file: str, limit: int | None = None) -> AsyncIterator[Score | Reject]:
     """Scores (or rejects) in input order; a row whose calls fail after retries becomes a reject."""
     model = _model_name(engine)
     demos = await asyncio.to_thread(_demo_pool, reader, plan)
@@ -195,7 +200,8 @@ async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan,
             return Reject(file=file, line=item.line, field=None,
                           error=f"API call {how}: {type(exc).__name__}: {exc}")
 
-    async for result in engine.map(iter(reader), one, window=_window(engine)):
+    rows = itertools.islice(iter(reader), limit)  # the first `limit` input rows, rejects included
+    async for result in engine.map(rows, one, window=_window(engine)):
         yield result
 
 
@@ -213,7 +219,7 @@ async def score(input: str | os.PathLike[str], *, engine: Engine | None = None,
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
         plan = _plan(engine.capabilities, opts)
-        async for item in _score_rows(engine, reader, plan, str(input)):
+        async for item in _score_rows(engine, reader, plan, str(input), opts.limit):
             if isinstance(item, Reject):
                 if on_reject is not None:
                     on_reject(item)
@@ -260,7 +266,8 @@ async def curate(input: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     max_cost,
     target="openai",
     model_path, prompt_column, response_column, progress, batch=False, batch_retry="online",
-    batch_poll_interval=10.0 (seconds; the first wait between polls of a batch). ``dry_run=True`` makes no call
+    batch_poll_interval=10.0 (seconds; the first wait between polls of a batch), limit (only the first N
+    input rows). ``dry_run=True`` makes no call
     and writes nothing: the returned summary carries the estimate in
     ``settings["estimate"]``. Pass `engine` to reuse one (its provider options win).
     """
@@ -306,7 +313,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         # --- pass 1: score ------------------------------------------------------------------
         with scratch.open("wb") as fh:
             try:
-                async for item in _score_rows(engine, reader, plan, input):
+                async for item in _score_rows(engine, reader, plan, input, opts.limit):
                     tally.counts.rows += 1
                     tally.last_line = item.line
                     if isinstance(item, Reject):

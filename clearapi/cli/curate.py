@@ -47,6 +47,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-cost", type=float, default=None, metavar="USD", help="stop before spending more")
     p.add_argument("--prompt-column", default=None, help="CSV: column holding the prompt")
     p.add_argument("--response-column", default=None, help="CSV: column holding the response")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="process only the first N rows of INPUT (to try a big file; demonstrations are still "
+                        "drawn from its first rows, so those rows score as in a full run)")
     p.add_argument("--dry-run", action="store_true", help="make no call; print planned calls, tokens and cost")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal)")
@@ -91,7 +94,8 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
                 rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, cache=cache,
                 samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
                 demo_sets=args.demo_sets, seed=args.seed, max_cost=args.max_cost,
-                prompt_column=args.prompt_column, response_column=args.response_column, progress=args.progress)
+                prompt_column=args.prompt_column, response_column=args.response_column, progress=args.progress,
+                limit=args.limit)
 
 
 def describe(summary: Summary) -> str:
