@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from clearapi.adapters.local_kv import PrefixCache
 from clearapi.errors import ConfigError
 
 __all__ = [
@@ -111,9 +112,8 @@ class ModelSettings:
     n_ctx: int = 2048
     seed: int = 0
     n_threads: int | None = field(default_factory=_default_threads)
-    # Logits for every position are what make teacher-forced scoring and generated-token
-    # logprobs possible; on SmolLM2 prompt evaluation measured no slower with them on.
-    logits_all: bool = True
+    # Logits are computed only for the positions a call reads (`clearapi.adapters.local_kv`).
+    logits_all: bool = False
 
 
 class LoadedModel:
@@ -129,6 +129,7 @@ class LoadedModel:
         self.eos_text = _token_text(llama, llama.token_eos())
         self._format = _chat_formatter(llama)
         self.end_of_turn = self._end_of_turn_token()
+        self.kv = PrefixCache(llama)
 
     async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run `fn(*args)` on the model's thread and await it without blocking the loop."""
