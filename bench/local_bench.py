@@ -99,6 +99,12 @@ async def curate_set(name: str, data: Path, model_path: Path, threads: int, tmp:
     print(f"{name:<6} {rows:3d} rows  {per_row:6.2f} s/row  ({cpu / rows:6.2f} CPU s/row, "
           f"{tokens / rows:6.0f} tokens/row, {summary.engine.requests / rows:4.1f} calls/row)  "
           f"yardstick {raw:6.1f} tok/s  ratio {ratio:5.2f}  load {os.getloadavg()[0]:.2f}", flush=True)
+    from clearapi.adapters.local_model import ModelSettings, load_model
+
+    kv = getattr(load_model(ModelSettings(path=model_path)), "kv", None)
+    if kv is not None:  # prefix reuse (absent before it existed)
+        share = kv.reused / max(1, kv.reused + kv.evaluated)
+        print(f"       prefix cache so far: {kv.evaluated} tokens evaluated, {kv.reused} reused ({share:.0%})")
     scores = [json.loads(x) for x in (out / "scores.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
     return {"per_row": per_row, "ratio": ratio, "raw": raw,
             "decisions": {s["line"]: (s["action"], round(s["confidence"], 4)) for s in scores}}
