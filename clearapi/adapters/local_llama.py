@@ -12,9 +12,8 @@ reports them. ``n`` is honoured by sampling n times from one prompt evaluation w
 ``seed + sample_index + i``, so one call with ``n=3`` returns exactly what three calls with
 ``sample_index`` 0, 1, 2 would.
 
-Every call evaluates its prompt from an empty context: llama.cpp's quantised kernels give
-slightly different logits for a position computed alone than in a batch, so reusing a
-cached prefix would make a score depend on what ran before it.
+Calls share the evaluation of their common prompt prefix (`clearapi.adapters.local_kv`), in a
+way that gives the same logits as evaluating each prompt from an empty context.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from clearapi.adapters.local_kv import common_prefix
 from clearapi.adapters.local_model import (
     LoadedModel,
     ModelSettings,
@@ -168,13 +168,13 @@ def _generate_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
         notes.append(f"max_tokens cut to {budget} to fit the {model.n_ctx}-token context")
     choices: list[Choice] = []
     completion_tokens = 0
-    _eval_fresh(model.llama, prompt)  # once: every sample starts from these logits
+    # once: every sample starts from these logits
+    first = model.kv.evaluate(prompt, len(prompt) - 1, marks=(_boundary(model, request, prompt), len(prompt)))[-1]
     for i in range(request.n):
         seed = (request.seed + request.sample_index + i) if request.seed is not None else secrets.randbits(31)
-        ids, finish = _sample(model, prompt, request, seed, budget)
+        ids, finish, rows = _sample(model, prompt, first, request, seed, budget)
         completion_tokens += len(ids)
-        # now, before the next sample overwrites the logits rows this one's logprobs read
-        choices.append(_choice(model, prompt, ids, finish, request))
+        choices.append(_choice(model, rows, ids, finish, request))
     return ChatResponse(
         choices=choices,
         usage=Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens),
@@ -183,9 +183,10 @@ def _generate_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
     )
 
 
-def _sample(model: LoadedModel, prompt: list[int], request: ChatRequest, seed: int,
-            budget: int) -> tuple[list[int], str]:
-    """Token ids of one sample and its finish reason, starting from the evaluated prompt.
+def _sample(model: LoadedModel, prompt: list[int], first: Any, request: ChatRequest, seed: int,
+            budget: int) -> tuple[list[int], str, list[Any]]:
+    """Token ids of one sample, its finish reason and the logits each token was drawn from,
+    starting from the evaluated prompt (`first`: the logits after it).
 
     Sampling is ours (numpy, seeded), from the same logits the logprobs are read from, so
     a sample depends only on the request and its seed: the prompt's logits come from one
@@ -199,22 +200,21 @@ def _sample(model: LoadedModel, prompt: list[int], request: ChatRequest, seed: i
     vocab = llama_cpp.llama_model_get_vocab(llama.model)
     stops = [s.encode("utf-8") for s in request.stop or () if s]
     rng = np.random.default_rng(seed)
-    llama.n_tokens = len(prompt)  # forget the previous sample; the prompt's cache and logits stay
+    model.kv.rewind(len(prompt))  # forget the previous sample; the prompt's cache stays
     ids: list[int] = []
-    row = len(prompt) - 1
+    rows = [first]
     while True:
-        token = _pick(llama.scores[row], request.temperature, request.top_p or 1.0, rng)
+        token = _pick(rows[-1], request.temperature, request.top_p or 1.0, rng)
         if llama_cpp.llama_vocab_is_eog(vocab, token):
-            return ids, "stop"
+            return ids, "stop", rows
         ids.append(token)
         if stops:
             text = bytes(llama.detokenize(ids))  # once per token, not once per stop string
             if any(s in text for s in stops):
-                return ids, "stop"
+                return ids, "stop", rows
         if len(ids) >= budget:
-            return ids, "length"
-        llama.eval([token])
-        row += 1
+            return ids, "length", rows
+        rows.append(model.kv.step(token, len(prompt) + len(ids) - 1))
 
 
 def _pick(logits: Any, temperature: float, top_p: float, rng: Any) -> int:
@@ -236,7 +236,7 @@ def _pick(logits: Any, temperature: float, top_p: float, rng: Any) -> int:
     return int(order[min(at, len(order) - 1)])
 
 
-def _choice(model: LoadedModel, prompt: list[int], ids: list[int], finish: str,
+def _choice(model: LoadedModel, rows: list[Any], ids: list[int], finish: str,
             request: ChatRequest) -> Choice:
     llama = model.llama
     raw = bytes(llama.detokenize(ids))
@@ -254,25 +254,25 @@ def _choice(model: LoadedModel, prompt: list[int], ids: list[int], finish: str,
             if used > cut:
                 break
             kept.append(token)
-        logprobs = _token_logprobs(model, len(prompt) - 1, kept, request.top_logprobs)
+        logprobs = _token_logprobs(model, rows, kept, request.top_logprobs)
     return Choice(text=text, logprobs=logprobs, finish_reason=finish)
 
 
 _ROWS_PER_CHUNK = 128  # float64 copies of 128 x 49k logits: ~50 MB at a time, however long the text
 
 
-def _token_logprobs(model: LoadedModel, first_row: int, tokens: list[int], top: int) -> list[TokenLogprob]:
-    """Log-softmax of the stored logits: row ``first_row + j`` predicts ``tokens[j]``."""
+def _token_logprobs(model: LoadedModel, logits: Any, tokens: list[int], top: int) -> list[TokenLogprob]:
+    """Log-softmax of the logits rows: row ``j`` predicts ``tokens[j]``."""
     out: list[TokenLogprob] = []
     for at in range(0, len(tokens), _ROWS_PER_CHUNK):
-        out += _chunk_logprobs(model.llama, first_row + at, tokens[at:at + _ROWS_PER_CHUNK], top)
+        out += _chunk_logprobs(model.llama, logits[at:at + _ROWS_PER_CHUNK], tokens[at:at + _ROWS_PER_CHUNK], top)
     return out
 
 
-def _chunk_logprobs(llama: Any, first_row: int, tokens: list[int], top: int) -> list[TokenLogprob]:
+def _chunk_logprobs(llama: Any, logits: Any, tokens: list[int], top: int) -> list[TokenLogprob]:
     import numpy as np
 
-    rows = np.asarray(llama.scores[first_row:first_row + len(tokens)], dtype=np.float64)
+    rows = np.asarray(logits[:len(tokens)], dtype=np.float64)
     peak = rows.max(axis=1, keepdims=True)
     logz = peak[:, 0] + np.log(np.exp(rows - peak).sum(axis=1))
     picked = rows[np.arange(len(tokens)), np.asarray(tokens)] - logz
@@ -292,7 +292,7 @@ def _chunk_logprobs(llama: Any, first_row: int, tokens: list[int], top: int) -> 
     return out
 
 
-def _end_logprob(llama: Any, row: int, end_of_turn: int | None, closers: list[int]) -> float | None:
+def _end_logprob(row: Any, end_of_turn: int | None, closers: list[int]) -> float | None:
     """log P(the text is finished at `row`): the turn ends next, or a sentence-closing mark comes.
 
     The closing mark counts because a small model almost never ends a turn without one: after
@@ -303,7 +303,7 @@ def _end_logprob(llama: Any, row: int, end_of_turn: int | None, closers: list[in
 
     if end_of_turn is None:
         return None
-    logits = np.asarray(llama.scores[row], dtype=np.float64)
+    logits = np.asarray(row, dtype=np.float64)
     peak = logits.max()
     probs = np.exp(logits - peak)
     total = probs.sum()
@@ -337,9 +337,10 @@ def _score_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
                      f"the {model.n_ctx}-token context")
         prefix = prefix[-room:]
     tokens = prefix + target
-    _eval_fresh(llama, tokens)
-    logprobs = _token_logprobs(model, len(prefix) - 1, target, request.top_logprobs)
-    end = _end_logprob(llama, len(tokens) - 1, model.end_of_turn, model.closing_punctuation)
+    # logits of the response span only: row j predicts target[j], the last row what follows it
+    rows = model.kv.evaluate(tokens, len(prefix) - 1, marks=(_boundary(model, request, prefix), len(prefix)))
+    logprobs = _token_logprobs(model, rows[-len(target) - 1:], target, request.top_logprobs)
+    end = _end_logprob(rows[-1], model.end_of_turn, model.closing_punctuation)
     return ChatResponse(
         choices=[Choice(text=text, logprobs=logprobs, finish_reason="scored", end_logprob=end)],
         usage=Usage(prompt_tokens=len(tokens), completion_tokens=0),
@@ -348,12 +349,11 @@ def _score_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
     )
 
 
-def _eval_fresh(llama: Any, tokens: list[int]) -> None:
-    """Evaluate `tokens` from an empty context.
-
-    Reusing a cached prefix would be faster, but llama.cpp's quantised kernels give slightly
-    different logits for a position computed in a batch of one than in a batch of many
-    (0.05 nats seen on SmolLM2 Q4_1): a score must not depend on what ran before it.
-    """
-    llama.reset()
-    llama.eval(tokens)
+def _boundary(model: LoadedModel, request: ChatRequest, tokens: list[int]) -> int:
+    """Where the conversation before the last user turn ends in `tokens` (system prompt and
+    demonstrations): a prefix the row's other prompts share, saved for them."""
+    messages = request.messages[:-1] if request.mode == "score" else request.messages
+    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=0)
+    if last == 0:
+        return 0
+    return common_prefix(model.prompt_tokens(_as_dicts(messages[:last])), tokens)

