@@ -36,10 +36,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
-from clearapi.adapters.base import Adapter
-from clearapi.engine.batch import BatchDispatcher, BatchOptions, BatchStore, make_submitter
+from clearapi.connect import create_adapter
+from clearapi.engine.batch import BatchDispatcher, BatchOptions, submitter_for
 from clearapi.engine.budget import Budget, prompt_tokens_estimate
-from clearapi.engine.cache import ResponseCache, cache_key, default_cache_path
+from clearapi.engine.cache import BatchStore, ResponseCache, cache_key, default_cache_path
 from clearapi.engine.limits import AdaptiveRates, Pacer, Ticket
 from clearapi.engine.progress import ProgressBar, RowsProgress, want_progress
 from clearapi.engine.retry import RETRYABLE, reason_of, retry_policy
@@ -55,6 +55,7 @@ from clearapi.errors import (
     TransientError,
 )
 from clearapi.profiles import Profile, load_profile
+from clearapi.protocols import Adapter
 from clearapi.records import Capabilities, ChatRequest, ChatResponse, RateLimitInfo, RunStats
 
 __all__ = ["Engine"]
@@ -134,8 +135,6 @@ class Engine:
         self._max_attempts = max_attempts
 
         if adapter is None:
-            from clearapi.adapters import create_adapter
-
             adapter = create_adapter(self.profile, model=self.model, base_url=base_url, api_key=api_key,
                                      timeout=timeout, max_concurrency=self.max_concurrency)
             self._owns_adapter = True
@@ -153,7 +152,7 @@ class Engine:
         self._cache = ResponseCache(self.cache_path) if self.cache_path is not None else None
 
         self._pacer = Pacer(burst_seconds=burst_seconds)
-        self._tpm_counts_max_tokens = self.profile.protocol == "openai_chat"
+        self._tpm_counts_max_tokens = self.profile.tpm_counts_max_tokens
         self._rates = AdaptiveRates(self._pacer, user_rpm=rpm, user_tpm=tpm,
                                     default_rpm=self.profile.limits.rpm, default_tpm=self.profile.limits.tpm)
         self._slots = asyncio.Semaphore(self.max_concurrency)
@@ -179,7 +178,7 @@ class Engine:
                 raise ConfigError(f"provider {self.profile.name!r} has no batch API (its profile says "
                                   "batch = false); run without --batch")
             self._batch = BatchDispatcher(
-                make_submitter(self.profile.protocol, self.adapter, provider=self.profile.name), self.batch,
+                submitter_for(self.adapter, provider=self.profile.name), self.batch,
                 budget=self._budget, stats=self._stats, discount=price.batch_discount if price else 0.0,
                 provider=self.profile.name, base_url=self.base_url or "", model=self.model,
                 store=BatchStore(self._cache) if self._cache is not None else None,
