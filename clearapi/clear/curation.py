@@ -49,7 +49,7 @@ from clearapi.clear.policy import (
     needs_judgement,
 )
 from clearapi.clear.signals import SIGNAL_NAMES
-from clearapi.datasets import DatasetReader, ReadStats, to_openai_chat
+from clearapi.datasets import DatasetReader, ReadStats
 from clearapi.engine import Engine
 from clearapi.engine.batch import BatchOptions
 from clearapi.errors import (
@@ -60,6 +60,7 @@ from clearapi.errors import (
     RateLimited,
     TransientError,
 )
+from clearapi.finetune.targets import record_for
 from clearapi.profiles import load_profile
 from clearapi.records import Capabilities, Example, Reject, RowCounts, Score, Summary
 from clearapi.writers import AtomicJsonlWriter, dumps_line, write_json_atomic
@@ -345,7 +346,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                         tally.counts.dropped += 1
                         continue
                     try:
-                        record = _render(example, row.correction if row.action == "correct" else None, opts.target)
+                        record = record_for(example, row.action or "keep", row.correction, opts.target)
                     except ValueError as exc:  # RenderError: the target cannot express this row
                         rejects.write(Reject(file=input, line=example.line, field=getattr(exc, "field", None),
                                              error=f"cannot write this row for target {opts.target!r}: {exc}"))
@@ -412,14 +413,6 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
     if candidate is not None and decision.action == "correct":
         row.correction_confidence = candidate.confidence
     return example, row, run_error
-
-
-def _render(example: Example, response: str | None, target: str) -> dict[str, Any]:
-    if target == "openai":
-        return to_openai_chat(example, response)
-    from clearapi.finetune.targets import render
-
-    return render(example, response, target)
 
 
 def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: ScoringPlan, started: str,
