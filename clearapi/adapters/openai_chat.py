@@ -327,8 +327,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
         for ``-inf`` becomes None like any sentinel.
 
         Written from vLLM's source and documentation (``prompt_logprobs``, the -9999 clamp in
-        ``clamp_prompt_logprobs``, ``continue_final_message``) and tested against recorded
-        shapes only: no live vLLM server was available where this was built.
+        ``clamp_prompt_logprobs``, ``continue_final_message``); tested against recorded shapes.
         """
         if not caps.score_given_text:
             raise CapabilityError(

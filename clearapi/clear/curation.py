@@ -107,7 +107,7 @@ class CurateOptions:
     prompt_column: str | None = None
     response_column: str | None = None
     progress: bool | None = None
-    #: batch mode (issue 9): misses go through the provider's batch API at its batch price
+    #: batch mode: misses go through the provider's batch API at its batch price
     batch: bool = False
     batch_retry: Literal["online", "batch"] = "online"
     batch_poll_interval: float = 10.0
