@@ -333,12 +333,12 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                     AtomicJsonlWriter(out / OUTPUTS["scores"]) as scores:
                 pairs = _pairs(reader, scratch)
 
-                async def one(pair: tuple[Example, Score]) -> tuple[Example, Score, str | None]:
+                async def one(pair: tuple[Example, Score]) -> tuple[Example, Score, FatalError | None]:
                     return await _decide_row(engine, plan, settings, threshold, pair, stopped)
 
                 async for example, row, error in engine.map(pairs, one, window=_window(engine), count_rows=False):
                     if error is not None and stopped is None:
-                        stopped = FatalError(error)
+                        stopped = error  # the exception itself: a QuotaExhausted stays a QuotaExhausted
                     scores.write(row)
                     tally.calls += row.calls
                     tally.tokens += row.tokens
@@ -381,12 +381,13 @@ def _pairs(reader: DatasetReader, scratch: Path) -> Iterator[tuple[Example, Scor
 
 
 async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySettings, threshold: float,
-                      pair: tuple[Example, Score], stopped: FatalError | None) -> tuple[Example, Score, str | None]:
+                      pair: tuple[Example, Score],
+                      stopped: FatalError | None) -> tuple[Example, Score, FatalError | None]:
     example, row = pair
     candidate = candidate_of(row)
     judgement: Judgement | None = None
     judgement_error: str | None = None
-    run_error: str | None = None
+    run_error: FatalError | None = None
     if needs_judgement(row.confidence, threshold, candidate, settings):
         assert candidate is not None
         if stopped is not None or engine.stopped is not None:
@@ -399,7 +400,7 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
                 judgement_error = f"pairwise judgement failed: {type(exc).__name__}: {exc}"
             except FatalError as exc:
                 judgement_error = f"pairwise judgement not asked: {exc}"
-                run_error = str(exc)
+                run_error = exc
             row.calls += work.calls
             row.tokens += work.usage.total_tokens
             if judgement is not None:
