@@ -188,6 +188,16 @@ class ScoringPlan:
             calls["likelihood"] = 2 * sets
         return calls
 
+    def judge_calls(self) -> tuple[int, int]:
+        """Requests one judged row makes, (fewest, most), as `judge` sends them.
+
+        Both orders once; without logprobs, more verdicts are sampled per order (one call
+        with ``n``, else one call each) only when both greedy verdicts prefer the candidate."""
+        extra = 0 if self.rating == "logprobs" else max(0, self.rating_samples - 1)
+        if not extra:
+            return 2, 2
+        return 2, 2 + 2 * (1 if self.n_per_call else extra)
+
     def sets(self) -> int:
         """Demonstration sets a row is asked under (at most; a short pool or a long row gets fewer)."""
         return max(1, self.demo_sets) if self.demonstrations else 1
