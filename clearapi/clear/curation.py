@@ -36,7 +36,7 @@ from clearapi._version import __version__
 from clearapi.clear.combine import GATES, weights_for
 from clearapi.clear.demos import DemoPool
 from clearapi.clear.estimate import Estimate, estimate_run
-from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, judge, score_example
+from clearapi.clear.pipeline import RowWork, ScoringPlan, judge, score_example
 from clearapi.clear.policy import (
     DEFAULT_CORRECT_THRESHOLD,
     DEFAULT_ETA,
@@ -384,7 +384,7 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
                       pair: tuple[Example, Score],
                       stopped: FatalError | None) -> tuple[Example, Score, FatalError | None]:
     example, row = pair
-    candidate = candidate_of(row)
+    candidate = row.candidate
     judgement: Judgement | None = None
     judgement_error: str | None = None
     run_error: FatalError | None = None
@@ -408,6 +408,7 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
                                             "candidate_first": judgement.candidate_first}
     decision = decide(row.confidence, threshold, settings, candidate=candidate, judgement=judgement,
                       judgement_error=judgement_error)
+    row.decision = decision
     row.action = decision.action
     row.reason = decision.reason
     row.correction = decision.correction

@@ -412,8 +412,9 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
                         demos: DemoPool | None = None) -> Score:
     """Every signal for one row, combined; no decision yet (that needs the run's threshold).
 
-    The candidate answer for auto-correct travels in ``details["candidate"]`` with its
-    confidence and agreement with the response, so the decision pass needs no new calls to
+    The candidate answer for auto-correct travels typed in `Score.candidate` (and, for
+    readers of scores.jsonl, in ``details["candidate*"]``) with its confidence and agreement
+    with the response, so the decision pass needs no new calls to
     know whether a judgement is worth asking. `demos` (the run's pool, used when the plan
     asks for demonstrations) supplies the rows shown before the answer and scoring prompts.
 
@@ -436,6 +437,7 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
 
     signals: dict[str, float | None] = {"self_rating": rating}
     details: dict[str, Any] = dict(rating_details)
+    candidate: Candidate | None = None
     if any(lines for _, lines in drawn):
         details["demonstrations"] = sorted({line for _, lines in drawn for line in lines})
         if len(drawn) > 1:
@@ -452,6 +454,8 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
             signals["answer_confidence"] = best.sample.confidence
             signals["answer_agreement"] = _mean([answer_agreement(a, b.confidence)
                                                  for a, b in zip(agreements, answers.best, strict=True)])
+            if best.sample.text.strip():
+                candidate = Candidate(best.sample.text, best.confidence, agreements[i])
             details["candidate"] = best.sample.text
             details["candidate_confidence"] = best.confidence
             details["candidate_agreement"] = agreements[i]
@@ -478,7 +482,7 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
     details["weights"] = weights
     return Score(
         line=example.line, id=example.id, prompt=example.prompt_text, response=example.response,
-        confidence=confidence, signals=signals, methods=plan.methods(), details=details,
+        confidence=confidence, signals=signals, methods=plan.methods(), details=details, candidate=candidate,
         calls=work.calls, tokens=work.usage.total_tokens,
     )
 
@@ -493,15 +497,6 @@ def _candidate_confidence(token_confidence: float | None, support: float) -> flo
     if token_confidence is None:
         return min(1.0, max(0.0, support))
     return min(1.0, max(0.0, 0.5 * token_confidence + 0.5 * support))
-
-
-def candidate_of(score: Score) -> Candidate | None:
-    """The candidate answer a scored row carries, if any."""
-    text = score.details.get("candidate")
-    if not isinstance(text, str) or not text.strip():
-        return None
-    return Candidate(text=text, confidence=float(score.details.get("candidate_confidence") or 0.0),
-                     agreement=float(score.details.get("candidate_agreement") or 0.0))
 
 
 async def judge(engine: Chat, plan: ScoringPlan, example: Example, candidate: str,
