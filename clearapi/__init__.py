@@ -6,7 +6,7 @@ Everything public is re-exported here; internal modules are free to move.
 from clearapi._version import __version__
 from clearapi.clear.curation import curate, estimate, score
 from clearapi.datasets import DatasetReader, ReadStats, read_examples, to_openai_chat
-from clearapi.engine import BatchOptions, Engine
+from clearapi.engine import BatchOptions, Engine, RateLimits, Retries
 from clearapi.errors import (
     AuthError,
     BadRequest,
@@ -64,8 +64,10 @@ __all__ = [
     "Profile",
     "QuotaExhausted",
     "RateLimited",
+    "RateLimits",
     "ReadStats",
     "Reject",
+    "Retries",
     "RowCounts",
     "RunStats",
     "Score",

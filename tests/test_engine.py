@@ -581,3 +581,21 @@ def test_a_given_adapter_built_for_another_model_is_asked_for_the_engines_model(
         return [r.model for r in adapter.requests]
 
     assert run_virtual(main()) == ["wanted", "explicit"]
+
+
+def test_rate_limits_and_retries_group_the_engines_settings() -> None:
+    from clearapi import RateLimits, Retries
+
+    async def main() -> tuple[int, int, type[BaseException] | None]:
+        adapter = ScriptedAdapter(respond=lambda r: TransientError("broken", reason="500"))
+        async with Engine(PROFILE, adapter=adapter, cache=False, max_attempts=8,
+                          limits=RateLimits(max_concurrency=3), retries=Retries(max_attempts=2)) as engine:
+            caught: type[BaseException] | None = None
+            try:
+                await engine.chat(req("q"))
+            except TransientError as exc:
+                caught = type(exc)
+            return engine.max_concurrency, adapter.calls, caught
+
+    # the group wins over the flat keyword it replaces: 2 attempts, not 8
+    assert run_virtual(main()) == (3, 2, TransientError)

@@ -58,7 +58,7 @@ from clearapi.profiles import Profile, load_profile
 from clearapi.protocols import Adapter
 from clearapi.records import Capabilities, ChatRequest, ChatResponse, RateLimitInfo, RunStats
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "RateLimits", "Retries"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,28 @@ RUN_STOPPING: tuple[type[FatalError], ...] = (AuthError, QuotaExhausted, BudgetE
 
 #: how long everyone pauses after a 429 that carried no Retry-After
 DEFAULT_COOL_DOWN_S = 1.0
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """How fast the engine may call: ``Engine(limits=RateLimits(rpm=500, tpm=200_000))``.
+
+    None leaves a value to the profile, then to the provider's headers, then to AIMD.
+    """
+
+    rpm: float | None = None
+    tpm: float | None = None
+    max_concurrency: int | None = None
+    burst_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How long one call may take and how often it is tried: ``Engine(retries=Retries(max_attempts=3))``."""
+
+    max_attempts: int = 8
+    retry_after_cap: float = 60.0
+    timeout: float = 120.0
 
 
 def _clone(exc: BaseException) -> BaseException:
@@ -88,7 +110,9 @@ class Engine:
     AIMD. ``cache=True`` uses ``$CLEARAPI_CACHE`` or ``~/.cache/clearapi/cache.sqlite``; a
     path uses that file; ``False``/``None`` turns caching off. ``max_cost`` (USD) needs a
     known price for the model. ``adapter`` replaces the one built from the profile (the
-    engine does not close an adapter it was given).
+    engine does not close an adapter it was given). `limits` (`RateLimits`) and `retries`
+    (`Retries`) group the pacing and retry settings; the flat keywords of the same names are
+    shorthand for them and are ignored when a group is given.
     """
 
     def __init__(
@@ -110,7 +134,14 @@ class Engine:
         adapter: Adapter | None = None,
         burst_seconds: float = 0.5,
         batch: bool | BatchOptions = False,
+        limits: RateLimits | None = None,
+        retries: Retries | None = None,
     ) -> None:
+        if limits is not None:
+            rpm, tpm, max_concurrency = limits.rpm, limits.tpm, limits.max_concurrency
+            burst_seconds = limits.burst_seconds
+        if retries is not None:
+            max_attempts, retry_after_cap, timeout = retries.max_attempts, retries.retry_after_cap, retries.timeout
         self.profile: Profile = provider if isinstance(provider, Profile) else load_profile(provider)
         self.model: str = model or getattr(adapter, "model", None) or self.profile.default_model
         self.base_url: str | None = base_url or self.profile.base_url
