@@ -7,7 +7,7 @@ from clearapi._version import __version__
 from clearapi.api import curate_sync, load_results, score_sync
 from clearapi.clear.curation import curate, estimate, score
 from clearapi.datasets import DatasetReader, ReadStats, read_examples, to_openai_chat
-from clearapi.engine import BatchOptions, Engine
+from clearapi.engine import BatchOptions, Engine, RateLimits, Retries
 from clearapi.errors import (
     AuthError,
     BadRequest,
@@ -65,8 +65,10 @@ __all__ = [
     "Profile",
     "QuotaExhausted",
     "RateLimited",
+    "RateLimits",
     "ReadStats",
     "Reject",
+    "Retries",
     "RowCounts",
     "RunStats",
     "Score",

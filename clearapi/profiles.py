@@ -35,6 +35,9 @@ class Limits(BaseModel):
     ratelimit_headers: bool = Field(
         default=False, description="the provider's own host sends rate-limit headers: rpm/tpm are a first "
         "guess there, corrected by them; elsewhere (no headers, another base URL) they are not used")
+    tpm_counts_max_tokens: bool | None = Field(
+        default=None, description="the service counts max_tokens against TPM and never refunds it; "
+                                  "None = what the protocol's services do (OpenAI does, Anthropic settles)")
 
 
 class Price(BaseModel):
@@ -88,6 +91,12 @@ class Profile(BaseModel):
     sampling_params: bool = Field(default=True, description="accepts temperature/top_p")
     models: dict[str, ModelRule] = Field(default_factory=dict, description="per-model-glob overrides")
     sources: list[str] = Field(default_factory=list, description="where the numbers were read")
+
+    @property
+    def tpm_counts_max_tokens(self) -> bool:
+        """How the service counts tokens against its TPM limit (see `Limits.tpm_counts_max_tokens`)."""
+        told = self.limits.tpm_counts_max_tokens
+        return self.protocol == "openai_chat" if told is None else told
 
     def rules_for(self, model: str | None) -> list[ModelRule]:
         """The model rules matching `model`, least specific first."""

@@ -11,12 +11,14 @@ Models that cross a process or disk boundary (`ChatRequest`, `ChatResponse`, `Sc
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "Action",
+    "Candidate",
     "Capabilities",
     "ChatRequest",
     "ChatResponse",
@@ -223,6 +225,15 @@ class Capabilities(_Strict):
     batch: bool = False
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """The model's own answer y′, how sure the model is of it, and how much it agrees with y."""
+
+    text: str
+    confidence: float
+    agreement: float
+
+
 class Decision(_Strict):
     action: Action
     reason: str
@@ -249,6 +260,8 @@ class Score(_Strict):
     correction: str | None = None
     correction_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     details: dict[str, Any] = Field(default_factory=dict)
+    candidate: Candidate | None = Field(default=None, description="the model's own answer y′, if any")
+    decision: Decision | None = Field(default=None, description="what the policy decided, and why")
     calls: int = 0
     tokens: int = 0
 

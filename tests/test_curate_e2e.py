@@ -90,7 +90,9 @@ def test_local_model_through_the_cli(tmp_path: Path, local_model_path: Path) -> 
     assert summary["settings"]["best_answer"] is True
     assert summary["engine"]["requests"] > 0
     assert (out / "report.html").is_file()
-    assert "rows:" not in done.stdout or "kept" in done.stdout
+    c = summary["counts"]
+    assert done.stdout.startswith(f"{total} rows: {c['kept']} kept, {c['corrected']} corrected, "
+                                  f"{c['dropped']} dropped, 2 rejected (threshold {summary['threshold']:.3f})\n")
 
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert again.returncode == 0, again.stderr

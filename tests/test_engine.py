@@ -618,3 +618,21 @@ def test_with_no_limit_known_the_first_call_goes_alone_then_the_concurrency_cap_
 
     # its answer may carry the limit in headers: nothing else is sent before it is read
     assert run_virtual(main()) == [0.0, 1.0, 1.0, 1.0, 1.0, 2.0]
+
+
+def test_rate_limits_and_retries_group_the_engines_settings() -> None:
+    from clearapi import RateLimits, Retries
+
+    async def main() -> tuple[int, int, type[BaseException] | None]:
+        adapter = ScriptedAdapter(respond=lambda r: TransientError("broken", reason="500"))
+        async with Engine(PROFILE, adapter=adapter, cache=False, max_attempts=8,
+                          limits=RateLimits(max_concurrency=3), retries=Retries(max_attempts=2)) as engine:
+            caught: type[BaseException] | None = None
+            try:
+                await engine.chat(req("q"))
+            except TransientError as exc:
+                caught = type(exc)
+            return engine.max_concurrency, adapter.calls, caught
+
+    # the group wins over the flat keyword it replaces: 2 attempts, not 8
+    assert run_virtual(main()) == (3, 2, TransientError)

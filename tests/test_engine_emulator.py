@@ -87,7 +87,10 @@ def test_a_wrong_key_stops_the_run_fast_with_a_clear_message(
     with pytest.raises(AuthError) as caught:
         asyncio.run(run_all(engine, 500))
     message = str(caught.value)
-    assert "401" in message or "auth" in message.lower() or "key" in message.lower()
+    kind, env = {"openai": ("invalid_api_key", "OPENAI_API_KEY"),
+                 "anthropic": ("authentication_error", "ANTHROPIC_API_KEY")}[provider]
+    assert message.startswith(f"{provider}: HTTP 401 {kind} for model {model!r}: ")
+    assert message.endswith(f"(the key comes from {env})")
     assert wrong not in message and KEY not in message
     # stopped at once: at most the calls already in flight when the first 401 came back
     assert emu.stats().requests <= 8
@@ -110,7 +113,11 @@ def test_insufficient_quota_stops_the_run_and_keeps_finished_work(
 
     with pytest.raises(QuotaExhausted) as caught:
         asyncio.run(run())
-    assert "quota" in str(caught.value).lower() or "credit" in str(caught.value).lower()
+    status, kind, text = {
+        "openai": (429, "insufficient_quota", "You exceeded your current quota"),
+        "anthropic": (400, "invalid_request_error", "Your credit balance is too low"),
+    }[provider]
+    assert str(caught.value).startswith(f"{provider}: HTTP {status} {kind} for model {model!r}: {text}")
     sent = emu.stats().requests
     assert 40 <= sent <= 40 + 4  # nothing sent after the stop beyond what was in flight
     assert 30 <= len(got) < 40

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from clearapi.clear.pipeline import ScoringPlan, candidate_of, judge, score_example
+from clearapi.clear.pipeline import ScoringPlan, judge, score_example
 from clearapi.engine import Engine
 from clearapi.records import (
     Capabilities,
@@ -109,7 +109,7 @@ async def test_logprob_provider_two_calls_with_n() -> None:
     assert "likelihood" not in s
     assert row.methods["self_rating"] == "logprobs"
     assert "medoid" in row.methods["answer_confidence"]
-    cand = candidate_of(row)
+    cand = row.candidate
     # no separate T=0 call: the sample agreeing most with the others stands in for y′
     assert cand is not None and "Ottawa" in cand.text and cand.text != "Montreal." and cand.agreement == 0.0
     assert row.confidence is not None and row.confidence < 0.3
@@ -126,7 +126,7 @@ async def test_best_answer_costs_one_more_call_and_is_the_candidate() -> None:
     assert row.calls == 3 and row.tokens > 0
     assert row.signals["consistency"] == 0.0
     assert "T=0" in row.methods["consistency"] and "T=0" in row.methods["answer_confidence"]
-    cand = candidate_of(row)
+    cand = row.candidate
     # the candidate is the temperature-0 answer; 3 of the 4 samples name Ottawa too
     assert cand is not None and cand.text == "Ottawa is the capital of Canada." and cand.agreement == 0.0
     # a contradiction by an answer the model is fairly sure of (token p 0.9, 3 of 4 samples agree)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clearapi.clear.combine import DEFAULT_WEIGHTS, WEIGHTS, combine, logit, weights_for
+from clearapi.clear.combine import combine, logit, weights_for
 from clearapi.clear.signals import (
     answer_agreement,
     certainty,
@@ -248,8 +248,8 @@ def test_logit_clipped() -> None:
 
 def test_weight_tables() -> None:
     smol = weights_for("smollm2-135m-instruct")
-    assert smol == {k: v for k, v in WEIGHTS["*smollm2-135m*"].items() if v > 0}
+    assert smol == {"pmi": 0.4, "consistency": 0.4, "answer_agreement": 0.4, "self_rating": 0.2}
     assert weights_for("SmolLM2-135M-Instruct.Q4_1.gguf") == smol
-    assert weights_for("gpt-4o-mini") == {k: v for k, v in DEFAULT_WEIGHTS.items() if v > 0}
+    assert weights_for("gpt-4o-mini") == {"consistency": 0.5, "self_rating": 0.3, "likelihood": 0.1, "pmi": 0.1}
     only = weights_for("gpt-4o-mini", {"self_rating"})
     assert set(only) == {"self_rating"}

@@ -1,18 +1,15 @@
-"""Anthropic Message Batches as a `clearapi.engine.batch.BatchSubmitter`.
+"""Anthropic Message Batches as a `clearapi.protocols.BatchSubmitter`, built by the adapter.
 
 ``messages.batches.create(requests=[{custom_id, params}])``, ``retrieve`` until
 ``processing_status == "ended"``, then ``results()``: a JSONL stream of ``succeeded`` /
 ``errored`` / ``canceled`` / ``expired`` results, in no particular order (joined by
-custom_id). Each request's ``params`` are built by `AnthropicMessagesAdapter`'s own request
-builder and each succeeded message is read by its own mapping, so a batch answer equals the
-online one. The adapter sends temperature/top_p as extra body fields (anthropic 2.x's
-``create()`` has no keywords for them); inside a batch request they are plain params.
+custom_id). Each request's ``params`` are `AnthropicMessagesAdapter.batch_params` and each
+succeeded message is read by its `batch_response`, so a batch answer equals the online one.
 
 Only single-sample generate requests are batched: the Messages API has no ``n`` and no
 logprobs, so anything else is served online, where the adapter handles (or refuses) it.
 
-Limits: 100,000 requests or 256 MB per batch, whichever comes first
-(docs.anthropic.com/en/docs/build-with-claude/batch-processing, checked 2026-11-25).
+Per-batch limits: see docs/batch.md.
 """
 
 from __future__ import annotations
@@ -25,9 +22,9 @@ import orjson
 
 from clearapi.adapters.anthropic_messages import AnthropicMessagesAdapter
 from clearapi.adapters.errors import raise_translated
-from clearapi.engine.batch import BatchPoll, LineResult
-from clearapi.errors import AuthError, BadRequest, redact
-from clearapi.records import ChatRequest, ChatResponse
+from clearapi.errors import AuthError, BadRequest
+from clearapi.protocols import BatchPoll, LineResult
+from clearapi.records import ChatRequest
 
 __all__ = ["AnthropicBatchSubmitter"]
 
@@ -41,21 +38,16 @@ class AnthropicBatchSubmitter:
     max_requests = 100_000
     max_bytes = 256_000_000
 
-    def __init__(self, adapter: AnthropicMessagesAdapter) -> None:
+    def __init__(self, adapter: AnthropicMessagesAdapter, client: anthropic.AsyncAnthropic) -> None:
         self._adapter = adapter
-        self._client: anthropic.AsyncAnthropic = adapter._client
+        self._client = client  # the adapter's own: one HTTP stack, SDK retries off
         self._name = adapter.profile.name
 
     def accepts(self, request: ChatRequest) -> bool:
         return request.mode == "generate" and not request.logprobs and request.n == 1
 
-    def _params(self, request: ChatRequest) -> dict[str, Any]:
-        params = self._adapter._params(request, request.model or self._adapter.model, [])
-        params.update(params.pop("extra_body", None) or {})
-        return params
-
     def entry(self, custom_id: str, request: ChatRequest) -> bytes:
-        return orjson.dumps({"custom_id": custom_id, "params": self._params(request)})
+        return orjson.dumps({"custom_id": custom_id, "params": self._adapter.batch_params(request)})
 
     async def submit(self, entries: Sequence[bytes]) -> tuple[str, str | None]:
         try:
@@ -93,11 +85,7 @@ class AnthropicBatchSubmitter:
     def _line(self, cid: str, request: ChatRequest, result: Any) -> LineResult:
         kind = getattr(result, "type", None)
         if kind == "succeeded":
-            message = result.message
-            choice = self._adapter._choice(message)
-            return LineResult(cid, response=ChatResponse(
-                choices=[choice], usage=self._adapter._usage(message), model=request.model or self._adapter.model,
-                provider=self._name, calls=1, notes=[]))
+            return LineResult(cid, response=self._adapter.batch_response(request, result.message))
         if kind in ("expired", "canceled"):
             return LineResult(cid, retry="expired" if kind == "expired" else "cancelled")
         error = getattr(getattr(result, "error", None), "error", None)
@@ -105,8 +93,8 @@ class AnthropicBatchSubmitter:
         message = str(getattr(error, "message", "") or etype)[:500]
         permanent = _PERMANENT.get(etype)
         if permanent is not None:
-            text = redact(f"{self._name}: batch request {etype} for model "
-                          f"{request.model or self._adapter.model!r}: {message}", self._adapter._key)
+            text = self._adapter.redact(f"{self._name}: batch request {etype} for model "
+                                        f"{request.model or self._adapter.model!r}: {message}")
             return LineResult(cid, error=permanent(text))
         return LineResult(cid, retry=etype)
 

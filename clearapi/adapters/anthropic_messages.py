@@ -40,6 +40,7 @@ from clearapi.errors import (
     TransientError,
 )
 from clearapi.profiles import Profile
+from clearapi.protocols import BatchSubmitter
 from clearapi.records import Capabilities, ChatRequest, ChatResponse, Choice, Message, Usage
 
 __all__ = ["AnthropicMessagesAdapter", "to_anthropic_messages"]
@@ -162,6 +163,24 @@ class AnthropicMessagesAdapter(HostedAdapter[anthropic.AsyncAnthropic]):
             return Usage()
         return Usage(prompt_tokens=int(getattr(usage, "input_tokens", 0) or 0),
                      completion_tokens=int(getattr(usage, "output_tokens", 0) or 0))
+
+    # -- batch: the same params and message mapping, one entry per request ------------
+
+    def batch_submitter(self) -> BatchSubmitter:
+        from clearapi.adapters.anthropic_batch import AnthropicBatchSubmitter
+
+        return AnthropicBatchSubmitter(self, self._client)
+
+    def batch_params(self, request: ChatRequest) -> dict[str, Any]:
+        """The online call's params; temperature/top_p are plain params inside a batch request."""
+        params = self._params(request, request.model or self._model, [])
+        params.update(params.pop("extra_body", None) or {})
+        return params
+
+    def batch_response(self, request: ChatRequest, message: AnthropicMessage) -> ChatResponse:
+        """A succeeded batch result, read exactly as the online answer would be."""
+        return ChatResponse(choices=[self._choice(message)], usage=self._usage(message),
+                            model=request.model or self._model, provider=self._profile.name, calls=1, notes=[])
 
     # -- errors ------------------------------------------------------------------------
 

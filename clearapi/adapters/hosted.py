@@ -13,7 +13,7 @@ from typing import Generic, Protocol, TypeVar
 
 import httpx2
 
-from clearapi.errors import ConfigError
+from clearapi.errors import ConfigError, redact
 from clearapi.profiles import Profile, resolve_base_url
 
 __all__ = ["NO_KEY", "HostedAdapter", "pool_limits"]
@@ -57,6 +57,10 @@ class HostedAdapter(Generic[ClientT]):
     @property
     def profile(self) -> Profile:
         return self._profile
+
+    def redact(self, text: str) -> str:
+        """`text` without this adapter's key, for errors built outside the SDK's (batch lines)."""
+        return redact(text, self._key)
 
     async def aclose(self) -> None:
         if not self._closed:

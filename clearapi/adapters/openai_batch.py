@@ -1,19 +1,16 @@
-"""The OpenAI Batch API as a `clearapi.engine.batch.BatchSubmitter`.
+"""The OpenAI Batch API as a `clearapi.protocols.BatchSubmitter`, built by `OpenAIChatAdapter.batch_submitter`.
 
 A batch is a JSONL file of ``{"custom_id", "method": "POST", "url": "/v1/chat/completions",
 "body"}`` lines uploaded with ``purpose="batch"``, then ``batches.create(completion_window=
 "24h")``, ``batches.retrieve`` until the status is terminal, and the output / error files.
 
-Why it sits on top of `OpenAIChatAdapter`: the body of each line is built by the adapter's
-own request builder and each output line's ``response.body`` is read by the adapter's own
-response mapping, so an answer served by a batch is the same `ChatResponse` the online
-call would have produced (and caches under the same key). The SDK client is the adapter's
-(one HTTP stack, one connection pool, SDK retries off), and SDK exceptions go through the
-adapter's `map_error`.
+Why it sits on top of `OpenAIChatAdapter`: the body of each line is the adapter's
+`batch_body` and each output line's ``response.body`` is read by its `batch_response`, so an
+answer served by a batch is the same `ChatResponse` the online call would have produced
+(and caches under the same key). The SDK client is the adapter's (one HTTP stack, one
+connection pool, SDK retries off), and SDK exceptions go through the adapter's `map_error`.
 
-Limits: 50,000 requests and 200 MB per input file (openai-python 3.x
-``AsyncBatches.create`` docstring and platform.openai.com/docs/api-reference/batch/create,
-checked 2026-11-25). 200 MB is read as 200 x 10^6 bytes, the safe side of either reading.
+Per-batch limits: see docs/batch.md (200 MB is read as 200 x 10^6 bytes, the safe side).
 """
 
 from __future__ import annotations
@@ -23,14 +20,12 @@ from typing import Any, Final, NoReturn
 
 import openai
 import orjson
-import pydantic
-from openai.types.chat import ChatCompletion
 
 from clearapi.adapters.errors import raise_translated
-from clearapi.adapters.openai_chat import OpenAIChatAdapter, _usage
-from clearapi.engine.batch import BatchPoll, LineResult
-from clearapi.errors import AuthError, BadRequest, TransientError, redact
-from clearapi.records import ChatRequest, ChatResponse
+from clearapi.adapters.openai_chat import OpenAIChatAdapter
+from clearapi.errors import AuthError, BadRequest, TransientError
+from clearapi.protocols import BatchPoll, LineResult
+from clearapi.records import ChatRequest
 
 __all__ = ["OpenAIBatchSubmitter"]
 
@@ -43,9 +38,9 @@ class OpenAIBatchSubmitter:
     max_requests = 50_000
     max_bytes = 200_000_000
 
-    def __init__(self, adapter: OpenAIChatAdapter) -> None:
+    def __init__(self, adapter: OpenAIChatAdapter, client: openai.AsyncOpenAI) -> None:
         self._adapter = adapter
-        self._client: openai.AsyncOpenAI = adapter._client
+        self._client = client  # the adapter's own: one HTTP stack, SDK retries off
         self._name = adapter.profile.name
 
     # -- building lines -----------------------------------------------------------------
@@ -57,16 +52,9 @@ class OpenAIBatchSubmitter:
             return False  # online, where the adapter raises its CapabilityError
         return request.n == 1 or (caps.n and request.n <= caps.max_n)
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
-        model = request.model or self._adapter.model
-        params = self._adapter._params(request, model, self._adapter.capabilities_for(model), [])
-        if request.n > 1:
-            params["n"] = request.n  # as the adapter's one online call with n sends it
-        return params
-
     def entry(self, custom_id: str, request: ChatRequest) -> bytes:
         return orjson.dumps({"custom_id": custom_id, "method": "POST", "url": ENDPOINT,
-                             "body": self._body(request)})
+                             "body": self._adapter.batch_body(request)})
 
     # -- the job ------------------------------------------------------------------------
     async def submit(self, entries: Sequence[bytes]) -> tuple[str, str | None]:
@@ -136,35 +124,20 @@ class OpenAIBatchSubmitter:
         body = response.get("body")
         if status == 200 and isinstance(body, dict):
             try:
-                return LineResult(cid, response=self._response(request, body))
+                return LineResult(cid, response=self._adapter.batch_response(request, body))
             except TransientError as exc:
                 return LineResult(cid, retry=exc.reason or "malformed")
         code = str(error.get("code") or "")
         if code in ("batch_expired", "batch_cancelled"):
             return LineResult(cid, retry=code.removeprefix("batch_"))
         message = _error_message(body) or str(error.get("message") or code or "error")
-        text = redact(f"{self._name}: batch line HTTP {status} for model "
-                      f"{request.model or self._adapter.model!r}: {message}", self._adapter._key)
+        text = self._adapter.redact(f"{self._name}: batch line HTTP {status} for model "
+                                    f"{request.model or self._adapter.model!r}: {message}")
         if status in (400, 404, 422):
             return LineResult(cid, error=BadRequest(text))
         if status in (401, 403):
             return LineResult(cid, error=AuthError(text))
         return LineResult(cid, retry=str(status) if status else (code or "error"))
-
-    def _response(self, request: ChatRequest, body: dict[str, Any]) -> ChatResponse:
-        model = request.model or self._adapter.model
-        try:
-            completion = ChatCompletion.model_validate(body)
-        except pydantic.ValidationError as exc:
-            raise TransientError(f"{self._name}: malformed batch output line", reason="malformed") from exc
-        notes: list[str] = []
-        params = self._body(request)
-        choices = self._adapter._choices(completion, request, model, int(params.get("top_logprobs", 0)), notes)
-        if len(choices) < request.n:
-            raise TransientError(f"{self._name}: batch line has {len(choices)} of {request.n} choices",
-                                 reason="n_ignored")
-        return ChatResponse(choices=choices[:request.n], usage=_usage(completion, notes), model=model,
-                            provider=self._name, calls=1, notes=notes)
 
     def _raise(self, exc: Exception) -> NoReturn:
         raise_translated(exc, openai.OpenAIError, provider=self._name, map_error=self._adapter.map_error)

@@ -53,6 +53,7 @@ from clearapi.errors import (
     TransientError,
 )
 from clearapi.profiles import Profile
+from clearapi.protocols import BatchSubmitter
 from clearapi.records import (
     Capabilities,
     ChatRequest,
@@ -334,8 +335,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
         for ``-inf`` becomes None like any sentinel.
 
         Written from vLLM's source and documentation (``prompt_logprobs``, the -9999 clamp in
-        ``clamp_prompt_logprobs``, ``continue_final_message``) and tested against recorded
-        shapes only: no live vLLM server was available where this was built.
+        ``clamp_prompt_logprobs``, ``continue_final_message``); tested against recorded shapes.
         """
         if not caps.score_given_text:
             raise CapabilityError(
@@ -389,6 +389,37 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
                                                    f"(HTTP 400: {failure.server})"))
         return map_status(failure, key_env=self._profile.api_key_env, ratelimit=parse_ratelimit,
                           keeps_class=(400, 401, 403, 404, 422))
+
+    # -- batch: the same wire format, one JSONL line per request -----------------------
+
+    def batch_submitter(self) -> BatchSubmitter:
+        from clearapi.adapters.openai_batch import OpenAIBatchSubmitter
+
+        return OpenAIBatchSubmitter(self, self._client)
+
+    def batch_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The body the online call would send, with ``n`` as one call with n sends it."""
+        model = request.model or self._model
+        params = self._params(request, model, self.capabilities_for(model), [])
+        if request.n > 1:
+            params["n"] = request.n
+        return params
+
+    def batch_response(self, request: ChatRequest, body: dict[str, Any]) -> ChatResponse:
+        """A batch output line's body, read exactly as the online answer would be."""
+        model = request.model or self._model
+        try:
+            completion = ChatCompletion.model_validate(body)
+        except pydantic.ValidationError as exc:
+            raise TransientError(f"{self._profile.name}: malformed batch output line", reason="malformed") from exc
+        notes: list[str] = []
+        sent_top = int(self.batch_body(request).get("top_logprobs", 0))
+        choices = self._choices(completion, request, model, sent_top, notes)
+        if len(choices) < request.n:
+            raise TransientError(f"{self._profile.name}: batch line has {len(choices)} of {request.n} choices",
+                                 reason="n_ignored")
+        return ChatResponse(choices=choices[:request.n], usage=_usage(completion, notes), model=model,
+                            provider=self._profile.name, calls=1, notes=notes)
 
 
 def _wire_message(message: Message) -> dict[str, str]:

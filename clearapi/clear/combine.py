@@ -28,8 +28,8 @@ every ending a model finds plausible, so it moves only the rows it is sure about
 
     confidence = σ( Σ wᵢ · logit(sᵢ) / Σ wᵢ ) · Π gates
 
-The weights and the figures behind them are in `WEIGHTS` and in the README's method
-section; `bench/quality.py` recomputes the figures.
+The weights are in `WEIGHTS`; the figures behind them are in docs/method.md and
+`bench/quality.py` recomputes them.
 """
 
 from __future__ import annotations
@@ -58,19 +58,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 
 #: measured per-model tables, matched on the model name (glob, case-insensitive)
 WEIGHTS: dict[str, dict[str, float]] = {
-    # SmolLM2-135M-Instruct (Q4_1), measured on the three labelled sets in examples/ (main 92
-    # rows / held-out 50 / general-knowledge 90), with 3 demonstrations in 2 sets, seed 0, AUROC
-    # alone: answer_agreement 0.79 / 0.74 / 0.78, consistency 0.79 / 0.74 / 0.82, pmi 0.72 /
-    # 0.77 / 0.72, self_rating 0.58 / 0.55 / 0.57, likelihood 0.52 / 0.54 / 0.69 (copied
-    # passage sentences are *more* likely than real answers), answer_confidence 0.50 / 0.50 /
-    # 0.62 (it only means something as y′'s weight). Pooled, with the completeness gate: 0.86 /
-    # 0.88 / 0.92 (0.86 / 0.87 / 0.90 with one set, 0.84 / 0.87 / 0.87 without demonstrations).
-    # The signals that work share the weight; self-rating keeps a small share (the only signal
-    # that sees a copied sentence as wrong); likelihood is left out: PMI carries what it knows
-    # without its bias. pmi, consistency and self_rating were weighed on the main set alone;
-    # answer_agreement joined at an equal share after checking it on all three. The weights were
-    # not changed when the demonstrations came; re-fitted on two sets and tested on the third
-    # they were no better.
+    # SmolLM2-135M-Instruct: the signals that separate bad rows share the weight (figures: docs/method.md)
     "*smollm2-135m*": {
         "pmi": 0.4,
         "consistency": 0.4,

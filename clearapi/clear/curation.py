@@ -42,7 +42,7 @@ from clearapi.clear.combine import GATES, weights_for
 from clearapi.clear.demos import DemoPool
 from clearapi.clear.estimate import Estimate, estimate_run
 from clearapi.clear.judge import LIKELIHOOD_CORRECT_THRESHOLD, JudgeSpec, Panel, panel_judgement
-from clearapi.clear.pipeline import RowWork, ScoringPlan, candidate_of, score_example
+from clearapi.clear.pipeline import RowWork, ScoringPlan, score_example
 from clearapi.clear.policy import (
     DEFAULT_CORRECT_THRESHOLD,
     DEFAULT_ETA,
@@ -54,7 +54,7 @@ from clearapi.clear.policy import (
     needs_judgement,
 )
 from clearapi.clear.signals import SIGNAL_NAMES
-from clearapi.datasets import DatasetReader, ReadStats, to_openai_chat
+from clearapi.datasets import DatasetReader, ReadStats
 from clearapi.engine import Engine
 from clearapi.engine.batch import BatchOptions
 from clearapi.engine.cache import default_cache_path
@@ -66,6 +66,7 @@ from clearapi.errors import (
     RateLimited,
     TransientError,
 )
+from clearapi.finetune.targets import record_for
 from clearapi.outdir import OutputFolder, partial_name
 from clearapi.profiles import load_profile
 from clearapi.records import Capabilities, Example, Reject, RowCounts, Score, Summary
@@ -121,7 +122,7 @@ class CurateOptions:
     prompt_column: str | None = None
     response_column: str | None = None
     progress: bool | None = None
-    #: batch mode (issue 9): misses go through the provider's batch API at its batch price
+    #: batch mode: misses go through the provider's batch API at its batch price
     batch: bool = False
     batch_retry: Literal["online", "batch"] = "online"
     batch_poll_interval: float = 10.0
@@ -446,7 +447,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
     # An absolute threshold is known before any row is scored (a calibrated or fractional one is
     # not): each row is then decided (its judgement asked) as soon as it is scored, keeping the
     # limit busy while later rows score.
-    early: list[str] = []  # run-stopping errors of those early judgements
+    early: list[FatalError] = []  # run-stopping errors of those early judgements
 
     likelihood_demos = await asyncio.to_thread(_demo_pool, reader, plan) if plan.likelihood else None
 
@@ -477,7 +478,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
             except FatalError as exc:
                 stopped = exc
         if early and stopped is None:
-            stopped = FatalError(early[0])
+            stopped = early[0]
         read_stats = reader.stats  # pass 2 reads the input again, with fresh counters, and stops early
         # --- threshold ----------------------------------------------------------------------
         calibration = calibrate(confidences)
@@ -494,7 +495,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                     AtomicJsonlWriter(out / OUTPUTS["scores"]) as scores:
                 pairs = _pairs(reader, scratch)
 
-                async def one(pair: tuple[Example, Score]) -> tuple[Example, Score, str | None]:
+                async def one(pair: tuple[Example, Score]) -> tuple[Example, Score, FatalError | None]:
                     if pair[1].action is not None:  # decided in pass 1
                         return pair[0], pair[1], None
                     return await _decide_row(engine, plan, settings, threshold, pair, stopped, panel=panel,
@@ -502,7 +503,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
 
                 async for example, row, error in engine.map(pairs, one, window=_window(engine), count_rows=False):
                     if error is not None and stopped is None:
-                        stopped = FatalError(error)
+                        stopped = error  # the exception itself: a QuotaExhausted stays a QuotaExhausted
                     scores.write(row)
                     tally.calls += row.calls
                     if "judgement" in row.details:
@@ -514,7 +515,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                         tally.counts.dropped += 1
                         continue
                     try:
-                        record = _render(example, row.correction if row.action == "correct" else None, opts.target)
+                        record = record_for(example, row.action or "keep", row.correction, opts.target)
                     except ValueError as exc:  # RenderError: the target cannot express this row
                         rejects.write(Reject(file=input, line=example.line, field=getattr(exc, "field", None),
                                              error=f"cannot write this row for target {opts.target!r}: {exc}"))
@@ -555,13 +556,13 @@ def _pairs(reader: DatasetReader, scratch: Path) -> Iterator[tuple[Example, Scor
 
 async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySettings, threshold: float,
                       pair: tuple[Example, Score], stopped: FatalError | None, *, panel: Panel | None = None,
-                      demos: DemoPool | None = None) -> tuple[Example, Score, str | None]:
+                      demos: DemoPool | None = None) -> tuple[Example, Score, FatalError | None]:
     example, row = pair
     panel = panel or Panel()
-    candidate = candidate_of(row)
+    candidate = row.candidate
     judgement: Judgement | None = None
     judgement_error: str | None = None
-    run_error: str | None = None
+    run_error: FatalError | None = None
     if needs_judgement(row.confidence, threshold, candidate, settings):
         assert candidate is not None
         if stopped is not None or engine.stopped is not None:
@@ -578,7 +579,7 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
                 judgement_error = f"pairwise judgement failed: {type(exc).__name__}: {exc}"
             except FatalError as exc:
                 judgement_error = f"pairwise judgement not asked: {exc}"
-                run_error = str(exc)
+                run_error = exc
             row.calls += work.calls
             row.tokens += work.usage.total_tokens
             if judgement is not None:
@@ -590,20 +591,13 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
                                             "judge_tokens": judge_work.usage.total_tokens}
     decision = decide(row.confidence, threshold, settings, candidate=candidate, judgement=judgement,
                       judgement_error=judgement_error)
+    row.decision = decision
     row.action = decision.action
     row.reason = decision.reason
     row.correction = decision.correction
     if candidate is not None and decision.action == "correct":
         row.correction_confidence = candidate.confidence
     return example, row, run_error
-
-
-def _render(example: Example, response: str | None, target: str) -> dict[str, Any]:
-    if target == "openai":
-        return to_openai_chat(example, response)
-    from clearapi.finetune.targets import render
-
-    return render(example, response, target)
 
 
 def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: ScoringPlan, started: str,

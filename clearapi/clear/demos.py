@@ -6,8 +6,7 @@ response, and the response's likelihood, then measure *style* as much as content
 correction in the model's register would not fit the dataset. Shown a few of the dataset's
 own (prompt, response) pairs first, the model answers the way the dataset does: its answers
 can be compared with y, the likelihood of y is not penalised for being terse, and an
-auto-correction reads like the rows around it. Measured with SmolLM2-135M (README, method
-section): the combined AUROC rises on all three labelled sets.
+auto-correction reads like the rows around it (figures: docs/method.md).
 
 Which rows: the first `POOL_SIZE` rows of the input that are a single user turn (after
 any system message) with a short prompt and response. Each scored row gets `k` of them,
@@ -22,7 +21,7 @@ A row can be asked under several **disjoint sets** of demonstrations (`DemoPool.
 ``--demo-sets``): which three rows a small model is shown moves what it answers, so one draw
 makes a row's score depend on luck. The pipeline gives each set its own answer and scoring
 passes and averages them; an answer the model gives whichever rows it is shown is one it
-knows (measured in the README: the seed-to-seed spread narrows and the mean rises).
+knows (docs/method.md).
 
 A row and its demonstrations stay under `MAX_TOTAL_CHARS`, so a long row gets fewer or
 none: demonstrations must never make a row too long for the model.

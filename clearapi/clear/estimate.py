@@ -42,6 +42,7 @@ class Estimate:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     judgement_calls_max: int = 0
+    judgement_calls_per_row: tuple[int, int] = (2, 2)
     judgement_tokens_max: int = 0
     cost_usd: float | None = 0.0
     cost_usd_max: float | None = 0.0
@@ -68,7 +69,8 @@ class Estimate:
             f"rows: {self.rows} ({self.rejected} would be rejected by the reader, {examples} scored)",
             f"scoring calls: {self.scoring_calls} ({parts}); {per_row:.2f} per row",
             f"pairwise judgement calls: 0 to {self.judgement_calls_max} (only rows below the threshold "
-            "whose candidate passes the gates)",
+            f"whose candidate passes the gates; {self.judgement_calls_per_row[0]} to "
+            f"{self.judgement_calls_per_row[1]} per judged row)",
             f"tokens: ~{self.prompt_tokens} prompt + ~{self.completion_tokens} completion for scoring, "
             f"up to ~{self.judgement_tokens_max} more for judgements",
             f"cost: {cost}{cost_max}",
@@ -96,6 +98,8 @@ def estimate_run(items: Iterable[Example | Reject], plan: ScoringPlan, price: Pr
                  demos: DemoPool | None = None) -> Estimate:
     est = Estimate(provider=provider, model=model)
     judge_tokens = 0
+    est.judgement_calls_per_row = plan.judge_calls()
+    per_judged = est.judgement_calls_per_row[1]
     for item in items:
         est.rows += 1
         if isinstance(item, Reject):
@@ -122,11 +126,11 @@ def estimate_run(items: Iterable[Example | Reject], plan: ScoringPlan, price: Pr
                 est.prompt_tokens += tokens_of(prompts.baseline_messages(prompt, item.response, shown))
         if action != "filter" and plan.samples:
             candidate = " " * (4 * plan.answer_tokens(item.response) // 2)
-            judge_tokens += 2 * (tokens_of(prompts.pairwise_messages(prompt, item.response, candidate)) + 1)
+            judge_tokens += per_judged * (tokens_of(prompts.pairwise_messages(prompt, item.response, candidate)) + 1)
     examples = est.rows - est.rejected
     share = 1.0 if filter_fraction is None else filter_fraction
     if action != "filter" and plan.samples:
-        est.judgement_calls_max = 2 * math.ceil(share * examples)
+        est.judgement_calls_max = per_judged * math.ceil(share * examples)
         est.judgement_tokens_max = math.ceil(share * judge_tokens)
     est.cost_usd = _cost(price, est.prompt_tokens, est.completion_tokens)
     est.cost_usd_max = _cost(price, est.prompt_tokens + est.judgement_tokens_max, est.completion_tokens

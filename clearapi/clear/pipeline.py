@@ -188,6 +188,16 @@ class ScoringPlan:
             calls["likelihood"] = 2 * sets
         return calls
 
+    def judge_calls(self) -> tuple[int, int]:
+        """Requests one judged row makes, (fewest, most), as `judge` sends them.
+
+        Both orders once; without logprobs, more verdicts are sampled per order (one call
+        with ``n``, else one call each) only when both greedy verdicts prefer the candidate."""
+        extra = 0 if self.rating == "logprobs" else max(0, self.rating_samples - 1)
+        if not extra:
+            return 2, 2
+        return 2, 2 + 2 * (1 if self.n_per_call else extra)
+
     def sets(self) -> int:
         """Demonstration sets a row is asked under (at most; a short pool or a long row gets fewer)."""
         return max(1, self.demo_sets) if self.demonstrations else 1
@@ -405,8 +415,9 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
                         demos: DemoPool | None = None) -> Score:
     """Every signal for one row, combined; no decision yet (that needs the run's threshold).
 
-    The candidate answer for auto-correct travels in ``details["candidate"]`` with its
-    confidence and agreement with the response, so the decision pass needs no new calls to
+    The candidate answer for auto-correct travels typed in `Score.candidate` (and, for
+    readers of scores.jsonl, in ``details["candidate*"]``) with its confidence and agreement
+    with the response, so the decision pass needs no new calls to
     know whether a judgement is worth asking. `demos` (the run's pool, used when the plan
     asks for demonstrations) supplies the rows shown before the answer and scoring prompts.
 
@@ -429,6 +440,7 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
 
     signals: dict[str, float | None] = {"self_rating": rating}
     details: dict[str, Any] = dict(rating_details)
+    candidate: Candidate | None = None
     if any(lines for _, lines in drawn):
         details["demonstrations"] = sorted({line for _, lines in drawn for line in lines})
         if len(drawn) > 1:
@@ -445,6 +457,8 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
             signals["answer_confidence"] = best.sample.confidence
             signals["answer_agreement"] = _mean([answer_agreement(a, b.confidence)
                                                  for a, b in zip(agreements, answers.best, strict=True)])
+            if best.sample.text.strip():
+                candidate = Candidate(best.sample.text, best.confidence, agreements[i])
             details["candidate"] = best.sample.text
             details["candidate_confidence"] = best.confidence
             details["candidate_agreement"] = agreements[i]
@@ -475,7 +489,7 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
                                    f"the server listed of {plan.top_logprobs} asked)")
     return Score(
         line=example.line, id=example.id, prompt=example.prompt_text, response=example.response,
-        confidence=confidence, signals=signals, methods=methods, details=details,
+        confidence=confidence, signals=signals, methods=methods, details=details, candidate=candidate,
         calls=work.calls, tokens=work.usage.total_tokens,
     )
 
@@ -490,15 +504,6 @@ def _candidate_confidence(token_confidence: float | None, support: float) -> flo
     if token_confidence is None:
         return min(1.0, max(0.0, support))
     return min(1.0, max(0.0, 0.5 * token_confidence + 0.5 * support))
-
-
-def candidate_of(score: Score) -> Candidate | None:
-    """The candidate answer a scored row carries, if any."""
-    text = score.details.get("candidate")
-    if not isinstance(text, str) or not text.strip():
-        return None
-    return Candidate(text=text, confidence=float(score.details.get("candidate_confidence") or 0.0),
-                     agreement=float(score.details.get("candidate_agreement") or 0.0))
 
 
 async def judge(engine: Chat, plan: ScoringPlan, example: Example, candidate: str,

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from clearapi.errors import ConfigError
-from clearapi.records import Decision
+from clearapi.records import Candidate, Decision
 
 __all__ = [
     "DEFAULT_CORRECT_THRESHOLD",
@@ -84,15 +84,6 @@ class PolicySettings:
     @property
     def corrects(self) -> bool:
         return self.action in ("correct", "both")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """The model's own answer y′, how sure the model is of it, and how much it agrees with y."""
-
-    text: str
-    confidence: float
-    agreement: float
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,7 @@ Signals
     from `clearapi.clear.similarity`. Half of it is agreement with the model's best answers
     y′ (temperature 0; one per demonstration set), half the mean over K samples at
     temperature 1: a small model's samples wander, and its modal answer is the one that
-    knows most. Measured with
-    SmolLM2-135M on three labelled sets, agreement with y′ alone separated bad rows better
-    than the samples alone on two of them (0.77/0.75 vs 0.69/0.72 AUROC, about equal on the
-    third); the halves together beat both (see the README).
+    knows most; the halves together separate bad rows better than either (docs/method.md).
 ``answer_confidence``
     How sure the model is of *its own* answer y′: geometric-mean token probability from
     the returned logprobs. Used to gate auto-correct, and to tell how much a disagreement
@@ -41,9 +38,8 @@ Signals
     brackets around it allowed), read from the same teacher-forced pass as ``likelihood``.
     The closing mark counts because a small model rarely ends a turn without one: after a
     bare "William Shakespeare" the end of turn alone is e^-20, with the full stop e^-1.5.
-    Mapped by a logistic centred at −11 nats with a 1-nat scale: clean answers, bare or
-    punctuated, measured −1 to −9.5; text cut off mid-sentence −10.5 to −17. A gate, not a
-    vote (`clearapi.clear.combine`).
+    Mapped by a logistic centred at −11 nats with a 1-nat scale, between where clean and
+    cut-off answers fall (docs/method.md). A gate, not a vote (`clearapi.clear.combine`).
 ``likelihood``
     Geometric-mean token probability of the dataset response y itself under the prompt
     (teacher forcing; only providers that can score given text, i.e. the local model).

@@ -8,7 +8,10 @@ through providers' batch APIs in batch mode.
 
 from clearapi.engine.batch import BatchOptions
 from clearapi.engine.cache import ResponseCache, cache_key, default_cache_path
-from clearapi.engine.engine import Engine
+from clearapi.engine.engine import Engine, RateLimits, Retries
 from clearapi.engine.progress import RowsProgress
 
-__all__ = ["BatchOptions", "Engine", "ResponseCache", "RowsProgress", "cache_key", "default_cache_path"]
+__all__ = [
+    "BatchOptions", "Engine", "RateLimits", "ResponseCache", "Retries", "RowsProgress", "cache_key",
+    "default_cache_path",
+]

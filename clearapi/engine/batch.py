@@ -19,7 +19,7 @@ The life of a miss in batch mode::
   exactly, are valid for both providers (Anthropic allows ``[a-zA-Z0-9_-]{1,64}``), and a
   re-run of the same work maps to the same ids.
 * **Resume**: every submitted batch, with its custom_ids, cache keys and requests, is
-  written to the cache file (`BatchStore`, tables of migrations 2 and 3) right after it is
+  written to the cache file (`clearapi.engine.cache.BatchStore`, tables of migrations 2 and 3) right after it is
   created. An interrupted run (even SIGKILL mid-poll) re-run finds the open batch for the
   keys it needs and polls it instead of paying again; answers of that batch nobody asks
   for this time are cached anyway (they were paid for). Known gap: a kill in the
@@ -35,11 +35,7 @@ The life of a miss in batch mode::
 * **Cost**: batch-served usage is booked at the profile's price times
   ``1 - Price.batch_discount``; `--max-cost` reservations use the discounted worst case.
 
-Per-batch limits (checked 2026-11-25): OpenAI, 50,000 requests and 200 MB per input file
-(openai-python 3.x ``AsyncBatches.create`` docstring; platform.openai.com/docs/api-reference/batch/create);
-Anthropic, 100,000 requests or 256 MB per Message Batch, whichever comes first
-(docs.anthropic.com/en/docs/build-with-claude/batch-processing, "Batch limitations";
-docs.claude.com/en/api/creating-message-batches). They live on each submitter.
+Each provider's per-batch limits live on its submitter (figures and sources: docs/batch.md).
 """
 
 from __future__ import annotations
@@ -47,15 +43,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import sqlite3
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from clearapi.engine.budget import Budget
-from clearapi.engine.cache import ResponseCache, immediate
+from clearapi.engine.cache import BatchStore, PendingRequest
 from clearapi.errors import BadRequest, ClearAPIError, ConfigError, FatalError, RateLimited, TransientError
+from clearapi.protocols import BatchCapable, BatchPoll, BatchSubmitter, LineResult
 from clearapi.records import ChatRequest, ChatResponse, RunStats, Usage
 
 __all__ = [
@@ -67,7 +62,7 @@ __all__ = [
     "LineResult",
     "PendingRequest",
     "custom_id_for",
-    "make_submitter",
+    "submitter_for",
 ]
 
 _log = logging.getLogger("clearapi")
@@ -75,7 +70,6 @@ _log = logging.getLogger("clearapi")
 #: the map window `Engine.map` uses in batch mode when none is given: a whole stage of a
 #: 50,000-row window fits one OpenAI batch file
 BATCH_MAP_WINDOW = 50_000
-_IN_CHUNK = 500  # SQLite host parameters per IN (...) query
 _MAX_READ_FAILURES = 10  # consecutive transient failures reading one batch before giving it up
 
 
@@ -120,166 +114,11 @@ class BatchOptions:
             raise ConfigError("batch max_batch_attempts and map_window must be >= 1")
 
 
-# --- what a provider's batch API must offer --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BatchPoll:
-    """One look at a batch: `done` once results can be read (whatever the outcome)."""
-
-    status: str
-    done: bool
-    detail: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass
-class LineResult:
-    """One request's outcome: an answer, a permanent error, or a reason to retry."""
-
-    custom_id: str
-    response: ChatResponse | None = None
-    error: ClearAPIError | None = None
-    retry: str | None = None
-
-
-@dataclass(frozen=True)
-class PendingRequest:
-    custom_id: str
-    key: str
-    request: ChatRequest
-
-
-class BatchSubmitter(Protocol):
-    """One provider's batch API, over the adapter's SDK client (see `clearapi.adapters.*_batch`)."""
-
-    provider: str
-    max_requests: int
-    max_bytes: int
-
-    def accepts(self, request: ChatRequest) -> bool:
-        """Can this request go into a batch (else it is served online)?"""
-        ...
-
-    def entry(self, custom_id: str, request: ChatRequest) -> bytes:
-        """The request as one line of the batch (its size counts against `max_bytes`)."""
-        ...
-
-    async def submit(self, entries: Sequence[bytes]) -> tuple[str, str | None]:
-        """Create a batch of these entries; (batch id, input file id or None)."""
-        ...
-
-    async def poll(self, batch_id: str) -> BatchPoll: ...
-
-    async def results(self, batch_id: str, poll: BatchPoll,
-                      requests: Mapping[str, ChatRequest]) -> list[LineResult]:
-        """Every line the provider reports, decoded with the request that produced it."""
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-def make_submitter(protocol: str, adapter: object, *, provider: str) -> BatchSubmitter:
-    """The submitter for a wire protocol, sharing the adapter's SDK client and mapping code."""
-    if protocol == "openai_chat":
-        from clearapi.adapters.openai_batch import OpenAIBatchSubmitter
-        from clearapi.adapters.openai_chat import OpenAIChatAdapter
-
-        if isinstance(adapter, OpenAIChatAdapter):
-            return OpenAIBatchSubmitter(adapter)
-    elif protocol == "anthropic_messages":
-        from clearapi.adapters.anthropic_batch import AnthropicBatchSubmitter
-        from clearapi.adapters.anthropic_messages import AnthropicMessagesAdapter
-
-        if isinstance(adapter, AnthropicMessagesAdapter):
-            return AnthropicBatchSubmitter(adapter)
-    raise ConfigError(f"provider {provider!r} (protocol {protocol}) has no batch API that clearapi can use; "
-                      "run without --batch")
-
-
-# --- state in the cache file ----------------------------------------------------------------
-
-
-class BatchStore:
-    """The ``batches`` / ``batch_requests`` tables of the cache file.
-
-    They run on the response cache's own thread and connection, so the event loop never
-    waits on SQLite and the cache closes them with its file.
-    """
-
-    def __init__(self, cache: ResponseCache) -> None:
-        self._run = cache.run
-
-    async def open_batches(self, keys: Iterable[str], *, provider: str, base_url: str) -> dict[str, set[str]]:
-        """Batches not yet collected that hold any of `keys`: batch id -> those keys."""
-        wanted = list(keys)
-
-        def read(db: sqlite3.Connection) -> dict[str, set[str]]:
-            out: dict[str, set[str]] = {}
-            for i in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[i:i + _IN_CHUNK]
-                rows = db.execute(
-                    "SELECT r.batch_id, r.key FROM batch_requests r JOIN batches b ON b.id = r.batch_id"
-                    " WHERE b.status != 'collected' AND b.provider = ? AND b.base_url = ?"
-                    f" AND r.key IN ({','.join('?' * len(chunk))})", (provider, base_url, *chunk)).fetchall()
-                for batch_id, key in rows:
-                    out.setdefault(str(batch_id), set()).add(str(key))
-            return out
-
-        return await self._run(read)
-
-    async def record(self, batch_id: str, input_file_id: str | None, members: Sequence[PendingRequest], *,
-                     provider: str, base_url: str, model: str) -> None:
-        """Remember a submitted batch before anything else happens to it."""
-        now = time.time()
-        rows = [(batch_id, p.custom_id, p.key, p.request.model_dump_json().encode()) for p in members]
-
-        def write(db: sqlite3.Connection) -> None:
-            with immediate(db):
-                db.execute("INSERT OR REPLACE INTO batches (id, provider, base_url, model, status, input_file_id,"
-                           " request_count, created_at, updated_at) VALUES (?, ?, ?, ?, 'submitted', ?, ?, ?, ?)",
-                           (batch_id, provider, base_url, model, input_file_id, len(rows), now, now))
-                db.executemany("INSERT OR REPLACE INTO batch_requests (batch_id, custom_id, key, request)"
-                               " VALUES (?, ?, ?, ?)", rows)
-
-        await self._run(write)
-
-    async def members(self, batch_id: str) -> list[PendingRequest]:
-        def read(db: sqlite3.Connection) -> list[tuple[str, str, bytes | None]]:
-            return db.execute("SELECT custom_id, key, request FROM batch_requests WHERE batch_id = ?",
-                              (batch_id,)).fetchall()
-
-        out: list[PendingRequest] = []
-        for cid, key, blob in await self._run(read):
-            if blob is None:
-                continue
-            try:
-                out.append(PendingRequest(str(cid), str(key), ChatRequest.model_validate_json(blob)))
-            except ValueError:
-                continue  # written by an incompatible version: that answer is not cached
-        return out
-
-    async def set_status(self, batch_id: str, status: str, *, output_file_id: str | None = None,
-                         error_file_id: str | None = None) -> None:
-        def write(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE batches SET status = ?, output_file_id = COALESCE(?, output_file_id),"
-                " error_file_id = COALESCE(?, error_file_id), updated_at = ? WHERE id = ?",
-                (status, output_file_id, error_file_id, time.time(), batch_id))
-
-        await self._run(write)
-
-    async def collected(self, batch_id: str, statuses: Mapping[str, str]) -> None:
-        """The batch's results are in the response cache (or retried): mark it, drop request copies."""
-        def write(db: sqlite3.Connection) -> None:
-            with immediate(db):
-                db.executemany("UPDATE batch_requests SET status = ?, request = NULL"
-                               " WHERE batch_id = ? AND custom_id = ?",
-                               [(s, batch_id, cid) for cid, s in statuses.items()])
-                db.execute("UPDATE batch_requests SET request = NULL WHERE batch_id = ?", (batch_id,))
-                db.execute("UPDATE batches SET status = 'collected', updated_at = ? WHERE id = ?",
-                           (time.time(), batch_id))
-
-        await self._run(write)
+def submitter_for(adapter: object, *, provider: str) -> BatchSubmitter:
+    """The adapter's own batch submitter (it shares the adapter's SDK client and wire format)."""
+    if isinstance(adapter, BatchCapable):
+        return adapter.batch_submitter()
+    raise ConfigError(f"provider {provider!r} has no batch API that clearapi can use; run without --batch")
 
 
 # --- the dispatcher --------------------------------------------------------------------------

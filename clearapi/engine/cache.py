@@ -12,7 +12,7 @@ that were in flight.
 * Value: the normalised `ChatResponse` JSON without ``ratelimit`` (headers of one moment)
   and without ``cached``.
 * Schema changes are numbered migrations recorded in ``schema_migrations``; migration 2
-  creates the ``batches`` / ``batch_requests`` tables that batch mode (issue 9) records its
+  creates the ``batches`` / ``batch_requests`` tables that batch mode records its
   submitted batches in, so an interrupted run resumes polling rather than paying twice;
   migration 3 keeps each batched request's JSON until its batch is collected, so a resumed
   batch's answers can be decoded and cached even for requests the re-run does not ask for.
@@ -31,8 +31,9 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,12 +42,13 @@ import orjson
 from clearapi.errors import ConfigError
 from clearapi.records import ChatRequest, ChatResponse
 
-__all__ = ["ResponseCache", "cache_key", "cache_stats", "clear_cache", "default_cache_path", "immediate", "open_db"]
+__all__ = ["BatchStore", "PendingRequest", "ResponseCache", "cache_key", "cache_stats", "clear_cache", "default_cache_path", "immediate", "open_db"]
 
 T = TypeVar("T")
 
 KEY_PREFIX = "b2:"
 BUSY_TIMEOUT_MS = 30_000
+_IN_CHUNK = 500  # SQLite host parameters per IN (...) query
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
@@ -202,7 +204,7 @@ class ResponseCache:
         return await loop.run_in_executor(self._executor, fn)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` with the cache's connection on its thread (for `clearapi.engine.batch.BatchStore`)."""
+        """Run `fn` with the cache's connection on its thread (for `BatchStore`)."""
         return await self._run(lambda: fn(self._db()))
 
     async def open(self) -> None:
@@ -296,3 +298,96 @@ def clear_cache(path: Path, *, older_than_s: float | None = None) -> int:
     finally:
         conn.close()
     return int(n)
+
+
+# --- batch records (batch mode, `clearapi.engine.batch`): tables of migrations 2 and 3 ---------
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    custom_id: str
+    key: str
+    request: ChatRequest
+
+
+class BatchStore:
+    """The ``batches`` / ``batch_requests`` tables of the cache file.
+
+    They run on the response cache's own thread and connection, so the event loop never
+    waits on SQLite and the cache closes them with its file.
+    """
+
+    def __init__(self, cache: ResponseCache) -> None:
+        self._run = cache.run
+
+    async def open_batches(self, keys: Iterable[str], *, provider: str, base_url: str) -> dict[str, set[str]]:
+        """Batches not yet collected that hold any of `keys`: batch id -> those keys."""
+        wanted = list(keys)
+
+        def read(db: sqlite3.Connection) -> dict[str, set[str]]:
+            out: dict[str, set[str]] = {}
+            for i in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[i:i + _IN_CHUNK]
+                rows = db.execute(
+                    "SELECT r.batch_id, r.key FROM batch_requests r JOIN batches b ON b.id = r.batch_id"
+                    " WHERE b.status != 'collected' AND b.provider = ? AND b.base_url = ?"
+                    f" AND r.key IN ({','.join('?' * len(chunk))})", (provider, base_url, *chunk)).fetchall()
+                for batch_id, key in rows:
+                    out.setdefault(str(batch_id), set()).add(str(key))
+            return out
+
+        return await self._run(read)
+
+    async def record(self, batch_id: str, input_file_id: str | None, members: Sequence[PendingRequest], *,
+                     provider: str, base_url: str, model: str) -> None:
+        """Remember a submitted batch before anything else happens to it."""
+        now = time.time()
+        rows = [(batch_id, p.custom_id, p.key, p.request.model_dump_json().encode()) for p in members]
+
+        def write(db: sqlite3.Connection) -> None:
+            with immediate(db):
+                db.execute("INSERT OR REPLACE INTO batches (id, provider, base_url, model, status, input_file_id,"
+                           " request_count, created_at, updated_at) VALUES (?, ?, ?, ?, 'submitted', ?, ?, ?, ?)",
+                           (batch_id, provider, base_url, model, input_file_id, len(rows), now, now))
+                db.executemany("INSERT OR REPLACE INTO batch_requests (batch_id, custom_id, key, request)"
+                               " VALUES (?, ?, ?, ?)", rows)
+
+        await self._run(write)
+
+    async def members(self, batch_id: str) -> list[PendingRequest]:
+        def read(db: sqlite3.Connection) -> list[tuple[str, str, bytes | None]]:
+            return db.execute("SELECT custom_id, key, request FROM batch_requests WHERE batch_id = ?",
+                              (batch_id,)).fetchall()
+
+        out: list[PendingRequest] = []
+        for cid, key, blob in await self._run(read):
+            if blob is None:
+                continue
+            try:
+                out.append(PendingRequest(str(cid), str(key), ChatRequest.model_validate_json(blob)))
+            except ValueError:
+                continue  # written by an incompatible version: that answer is not cached
+        return out
+
+    async def set_status(self, batch_id: str, status: str, *, output_file_id: str | None = None,
+                         error_file_id: str | None = None) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE batches SET status = ?, output_file_id = COALESCE(?, output_file_id),"
+                " error_file_id = COALESCE(?, error_file_id), updated_at = ? WHERE id = ?",
+                (status, output_file_id, error_file_id, time.time(), batch_id))
+
+        await self._run(write)
+
+    async def collected(self, batch_id: str, statuses: Mapping[str, str]) -> None:
+        """The batch's results are in the response cache (or retried): mark it, drop request copies."""
+        def write(db: sqlite3.Connection) -> None:
+            with immediate(db):
+                db.executemany("UPDATE batch_requests SET status = ?, request = NULL"
+                               " WHERE batch_id = ? AND custom_id = ?",
+                               [(s, batch_id, cid) for cid, s in statuses.items()])
+                db.execute("UPDATE batch_requests SET request = NULL WHERE batch_id = ?", (batch_id,))
+                db.execute("UPDATE batches SET status = 'collected', updated_at = ? WHERE id = ?",
+                           (time.time(), batch_id))
+
+        await self._run(write)

@@ -36,10 +36,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
-from clearapi.adapters.base import Adapter
-from clearapi.engine.batch import BatchDispatcher, BatchOptions, BatchStore, make_submitter
+from clearapi.connect import create_adapter
+from clearapi.engine.batch import BatchDispatcher, BatchOptions, submitter_for
 from clearapi.engine.budget import Budget, prompt_tokens_estimate
-from clearapi.engine.cache import ResponseCache, cache_key, default_cache_path
+from clearapi.engine.cache import BatchStore, ResponseCache, cache_key, default_cache_path
 from clearapi.engine.limits import AdaptiveRates, Pacer, Ticket
 from clearapi.engine.progress import ProgressBar, RowsProgress, want_progress
 from clearapi.engine.retry import RETRYABLE, reason_of, retry_policy
@@ -55,10 +55,11 @@ from clearapi.errors import (
     TransientError,
 )
 from clearapi.profiles import Profile, load_profile, resolve_base_url
+from clearapi.protocols import Adapter
 from clearapi.records import Capabilities, ChatRequest, ChatResponse, RateLimitInfo, RunStats
 from clearapi.redact import redact_url
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "RateLimits", "Retries"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,28 @@ RUN_STOPPING: tuple[type[FatalError], ...] = (AuthError, QuotaExhausted, BudgetE
 
 #: how long everyone pauses after a 429 that carried no Retry-After
 DEFAULT_COOL_DOWN_S = 1.0
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """How fast the engine may call: ``Engine(limits=RateLimits(rpm=500, tpm=200_000))``.
+
+    None leaves a value to the profile, then to the provider's headers, then to AIMD.
+    """
+
+    rpm: float | None = None
+    tpm: float | None = None
+    max_concurrency: int | None = None
+    burst_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How long one call may take and how often it is tried: ``Engine(retries=Retries(max_attempts=3))``."""
+
+    max_attempts: int = 8
+    retry_after_cap: float = 60.0
+    timeout: float = 120.0
 
 
 def _clone(exc: BaseException) -> BaseException:
@@ -89,7 +112,9 @@ class Engine:
     them), else from the concurrency bound alone; a 429 backs off below any of them (AIMD). ``cache=True`` uses ``$CLEARAPI_CACHE`` or ``~/.cache/clearapi/cache.sqlite``; a
     path uses that file; ``False``/``None`` turns caching off. ``max_cost`` (USD) needs a
     known price for the model. ``adapter`` replaces the one built from the profile (the
-    engine does not close an adapter it was given).
+    engine does not close an adapter it was given). `limits` (`RateLimits`) and `retries`
+    (`Retries`) group the pacing and retry settings; the flat keywords of the same names are
+    shorthand for them and are ignored when a group is given.
     """
 
     def __init__(
@@ -111,7 +136,14 @@ class Engine:
         adapter: Adapter | None = None,
         burst_seconds: float = 0.5,
         batch: bool | BatchOptions = False,
+        limits: RateLimits | None = None,
+        retries: Retries | None = None,
     ) -> None:
+        if limits is not None:
+            rpm, tpm, max_concurrency = limits.rpm, limits.tpm, limits.max_concurrency
+            burst_seconds = limits.burst_seconds
+        if retries is not None:
+            max_attempts, retry_after_cap, timeout = retries.max_attempts, retries.retry_after_cap, retries.timeout
         self.profile: Profile = provider if isinstance(provider, Profile) else load_profile(provider)
         self.model: str = model or getattr(adapter, "model", None) or self.profile.default_model
         #: the URL in force (--base-url, then the profile's env var, then the profile) and where it came from
@@ -139,8 +171,6 @@ class Engine:
         self._max_attempts = max_attempts
 
         if adapter is None:
-            from clearapi.adapters import create_adapter
-
             adapter = create_adapter(self.profile, model=self.model, base_url=self.base_url, api_key=api_key,
                                      timeout=timeout, max_concurrency=self.max_concurrency)
             self._owns_adapter = True
@@ -158,7 +188,7 @@ class Engine:
         self._cache = ResponseCache(self.cache_path) if self.cache_path is not None else None
 
         self._pacer = Pacer(burst_seconds=burst_seconds)
-        self._tpm_counts_max_tokens = self.profile.protocol == "openai_chat"
+        self._tpm_counts_max_tokens = self.profile.tpm_counts_max_tokens
         guess = self.profile.limits if _sends_ratelimit_headers(self.profile, base_url) else None
         self._rates = AdaptiveRates(self._pacer, user_rpm=rpm, user_tpm=tpm,
                                     default_rpm=guess.rpm if guess else None,
@@ -190,7 +220,7 @@ class Engine:
                 raise ConfigError(f"provider {self.profile.name!r} has no batch API (its profile says "
                                   "batch = false); run without --batch")
             self._batch = BatchDispatcher(
-                make_submitter(self.profile.protocol, self.adapter, provider=self.profile.name), self.batch,
+                submitter_for(self.adapter, provider=self.profile.name), self.batch,
                 budget=self._budget, stats=self._stats, discount=price.batch_discount if price else 0.0,
                 provider=self.profile.name, base_url=self._shown_url or "", model=self.model,
                 store=BatchStore(self._cache) if self._cache is not None else None,

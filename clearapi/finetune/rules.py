@@ -1,60 +1,8 @@
 """Each fine-tuning service's published data rules, as data, and the per-record checks.
 
-Sources (all read 2026-11-25 through the project's doc search; "confirmed" means the rule
-was read in that text today, "memory" means it comes from earlier knowledge of the docs
-and could not be re-read here — such rules are warnings unless noted):
-
-OpenAI
-  [oa-sft]  developers.openai.com/api/docs/guides/supervised-fine-tuning — confirmed:
-            minimum 10 examples; chat format {"messages": [...]}; models gpt-4.1(-mini,-nano)
-            -2025-04-14. Also states OpenAI is winding the fine-tuning platform down for
-            new users (existing users can still create jobs).
-  [oa-cook] cookbook.openai.com/examples/chat_finetuning_data_prep — confirmed: format
-            checks (data_type, missing_messages_list, message_missing_key, unrecognized_key
-            outside role/content/name/function_call/weight, unrecognized_role,
-            missing_content, example_missing_assistant_message); examples over the token
-            limit "will be truncated during fine-tuning" (so over-length is a warning).
-  [oa-spec] OpenAI OpenAPI spec (FineTuneChatCompletionRequestAssistantMessage, via
-            openai-client-base docs) — confirmed: `weight` exists only on assistant
-            messages and "controls whether the assistant message is trained against (0 or 1)".
-  [oa-files] OpenAI API reference, Files upload — confirmed: a file is at most 512 MB;
-            the Fine-tuning API only supports .jsonl files.
-  [oa-dpo]  developers.openai.com/api/docs/guides/direct-preference-optimization —
-            confirmed: {"input": {"messages", "tools", "parallel_tool_calls"},
-            "preferred_output": [assistant msg], "non_preferred_output": [assistant msg]};
-            text only.
-  memory:   per-example training context 65,536 tokens for gpt-4o / gpt-4o-mini
-            (confirmed for gpt-4o-mini by a forum quote of the docs) and gpt-4.1*;
-            16,385 for gpt-3.5-turbo-0125/1106; training prices per 1M tokens.
-Amazon Bedrock (Claude 3 Haiku)
-  [br-cook] platform.claude.com/cookbook/finetuning-finetuning-on-bedrock — confirmed:
-            {"system": optional, "messages": [...]}; at least two messages; first from
-            user; last from assistant; user/assistant alternate; no extraneous keys.
-  [br-aws]  docs.aws.amazon.com/bedrock/latest/userguide/model-customization-prepare.html
-            — confirmed: JSONL, one record per line; per-model quotas on a separate page.
-  memory:   Claude 3 Haiku: 32 to 10,000 training records, 32,000 tokens per record,
-            training file ≤ 10 GB; training price $0.004 / 1K tokens.
-Together AI
-  [tg-data] docs.together.ai/docs/fine-tuning/data-preparation — confirmed: conversational
-            {"messages"}; roles system/user/assistant; must start with system or user and
-            alternate user and assistant afterwards; two formats in one file are rejected;
-            file size limit 100 GB.
-  [tg-dpo]  docs.together.ai/docs/fine-tuning/preference-tuning — confirmed: input.messages,
-            preferred_output and non_preferred_output each exactly one assistant message.
-  memory:   per-message `weight` 0/1; prices.
-Amazon Bedrock (Amazon Nova)
-  [nova-data] docs.aws.amazon.com/nova/latest/userguide/fine-tune-prepare-data-understanding.html
-            — confirmed: {"schemaVersion", "system": [{"text"}], "messages": [{"role",
-            "content": [{"text"}]}]}; roles user and assistant; first turn user, last assistant;
-            "User:", "Bot:", "Assistant:", "System:", "<image>", "<video>" and "[EOS]" are
-            reserved keywords in user and system prompts.
-Fireworks AI
-  [fw-sft]  docs.fireworks.ai/fine-tuning/fine-tuning-models — confirmed: OpenAI-compatible
-            chat format; minimum 3, maximum 3 million examples; .jsonl; roles system/user/
-            assistant, system optional but must be first; `weight` optional, 0 or 1 (0 skips
-            the message); models under 16B parameters tune for free.
-  [fw-dpo]  docs.fireworks.ai/fine-tuning/dpo-fine-tuning — confirmed: minimum 3 examples;
-            input.messages + preferred_output + non_preferred_output.
+Each rule names its source by a tag (``[oa-sft]``, ``[br-cook]``, ...); the sources, when
+they were read and how sure each rule is are in docs/finetune.md. Rules read from memory
+rather than re-read in the docs are warnings unless noted.
 """
 
 from __future__ import annotations

