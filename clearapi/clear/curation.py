@@ -103,6 +103,8 @@ class CurateOptions:
     max_concurrency: int | None = None
     #: seconds one API request may take before it counts as a (retried) timeout
     timeout: float = 120.0
+    #: failed attempts in a row (connection, timeout, 5xx) that stop the run; 0: never
+    breaker: int = 20
     cache: str | Path | bool | None = True
     action: CurationAction = "both"
     threshold: float | None = None
@@ -207,7 +209,7 @@ def _engine(opts: CurateOptions) -> Engine:
     batch = BatchOptions(retry=opts.batch_retry, poll_interval=opts.batch_poll_interval) if opts.batch else False
     return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key, rpm=opts.rpm,
                   tpm=opts.tpm, max_concurrency=opts.max_concurrency, cache=opts.cache, max_cost=opts.max_cost,
-                  progress=opts.progress, batch=batch, timeout=opts.timeout)
+                  progress=opts.progress, batch=batch, timeout=opts.timeout, breaker=opts.breaker)
 
 
 def cache_path(cache: str | os.PathLike[str] | bool | None) -> Path | None:
@@ -222,7 +224,7 @@ def cache_path(cache: str | os.PathLike[str] | bool | None) -> Path | None:
 def _judge_engine(spec: JudgeSpec, opts: CurateOptions) -> Engine:
     """A judge's own engine: its own limits (the profile's), cache handle and cost accounting."""
     return Engine(spec.provider, model=spec.model, base_url=spec.base_url, api_key=opts.judge_api_key,
-                  cache=opts.cache, progress=False)
+                  cache=opts.cache, progress=False, breaker=opts.breaker)
 
 
 def _window(engine: Engine) -> int | None:
@@ -390,7 +392,7 @@ async def curate(input: Input, out_dir: str | os.PathLike[str], *,
     failed.jsonl, summary.json (and report.html) to `out_dir`; return the summary.
 
     Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
-    max_concurrency, timeout=120.0, cache=True, action="both", threshold, filter_fraction,
+    max_concurrency, timeout=120.0, breaker=20, cache=True, action="both", threshold, filter_fraction,
     correct_threshold=0.6, eta=0.8, samples=4, best_answer=None, demonstrations=None, demo_sets=None, seed=0,
     max_cost,
     target="openai",
