@@ -57,5 +57,5 @@ class CircuitBreaker:
         """How long nothing has succeeded, for the stop message."""
         quiet = time.monotonic() - self._last_success
         if not self._succeeded:
-            return f"no request has succeeded since the first one {quiet:.1f}s ago"
-        return f"nothing has succeeded for {quiet:.1f}s"
+            return f"none has succeeded since the engine started {quiet:.1f}s ago"
+        return f"none has succeeded in the last {quiet:.1f}s"

@@ -560,8 +560,7 @@ class Engine:
             return
         down = ServiceDown(
             f"the server at {self._shown_url or self.profile.name} failed {self._breaker.failed} requests "
-            f"in a row (last: {exc}); {self._breaker.since()}; stopped. Check that it is up and reachable, "
-            "then re-run the same command to resume")
+            f"in a row (last: {exc}); {self._breaker.since()}; stopped. Check that it is up and reachable")
         self.stop(down)
         raise _clone(self._stopped or down) from exc
 
