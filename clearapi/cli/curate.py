@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
         c = summary.counts
         write_hf_dataset({"train": args.out_dir / "curated.jsonl"}, args.out_dir / "hf", source=str(args.input),
-                         counts={"dropped": c.dropped, "rejected": c.rejected})
+                         counts={"dropped": c.dropped, "rejected": c.rejected, "failed": c.failed})
     if args.json:
         print(summary.model_dump_json())
     elif not args.quiet:
