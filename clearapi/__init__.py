@@ -19,6 +19,7 @@ from clearapi.errors import (
     InputError,
     QuotaExhausted,
     RateLimited,
+    ServiceDown,
     TransientError,
 )
 from clearapi.profiles import Profile, list_profiles, load_profile
@@ -29,6 +30,7 @@ from clearapi.records import (
     Choice,
     Decision,
     Example,
+    FailedRow,
     Message,
     Reject,
     RowCounts,
@@ -59,6 +61,7 @@ __all__ = [
     "Decision",
     "Engine",
     "Example",
+    "FailedRow",
     "FatalError",
     "InputError",
     "Message",
@@ -72,6 +75,7 @@ __all__ = [
     "RowCounts",
     "RunStats",
     "Score",
+    "ServiceDown",
     "Summary",
     "TokenLogprob",
     "TopLogprob",

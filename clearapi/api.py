@@ -19,7 +19,7 @@ import orjson
 
 from clearapi.clear.curation import OUTPUTS, Input, curate, score
 from clearapi.errors import InputError
-from clearapi.records import Reject, Score, Summary
+from clearapi.records import FailedRow, Reject, Score, Summary
 
 __all__ = ["curate_sync", "load_results", "score_sync"]
 
@@ -40,12 +40,14 @@ def curate_sync(input: Input, out_dir: str | os.PathLike[str], **options: Any) -
     return _blocking(lambda: curate(input, out_dir, **options))
 
 
-def score_sync(input: Input, *, rejects: list[Reject] | None = None, **options: Any) -> list[Score]:
-    """`clearapi.score`, blocking, collected into a list; rows that could not be scored are
-    appended to `rejects` when a list is given."""
+def score_sync(input: Input, *, rejects: list[Reject] | None = None, failed: list[FailedRow] | None = None,
+               **options: Any) -> list[Score]:
+    """`clearapi.score`, blocking, collected into a list; rows that could not be read are
+    appended to `rejects`, rows whose calls failed after every retry to `failed`, when given."""
     async def collect() -> list[Score]:
         sink = rejects.append if rejects is not None else None
-        return [row async for row in score(input, on_reject=sink, **options)]
+        failures = failed.append if failed is not None else None
+        return [row async for row in score(input, on_reject=sink, on_failure=failures, **options)]
     return _blocking(collect)
 
 

@@ -9,6 +9,7 @@ The tree, drawn once::
         ├── AuthError                  401/403, missing API key
         ├── QuotaExhausted             429 `insufficient_quota`: the account is out of money
         ├── BudgetExceeded             the run's own --max-cost would be passed
+        ├── ServiceDown                many requests in a row failed (connection, 5xx, timeout)
         ├── BadRequest                 400/404/422: our request is wrong
         ├── CapabilityError            the provider cannot do what the method needs (e.g. logprobs)
         ├── ConfigError                unknown provider, bad profile, bad option
@@ -37,6 +38,7 @@ __all__ = [
     "InputError",
     "QuotaExhausted",
     "RateLimited",
+    "ServiceDown",
     "TransientError",
     "redact",
 ]
@@ -61,6 +63,9 @@ def redact(text: str, *secrets: str | None) -> str:
 
 class ClearAPIError(Exception):
     """Base of every error clearapi raises on purpose."""
+
+    #: how many times the engine tried the call before giving up (None: not an engine call)
+    attempts: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
@@ -104,6 +109,11 @@ class QuotaExhausted(FatalError):
 
 class BudgetExceeded(FatalError):
     """The next call would take the run past its `--max-cost`."""
+
+
+class ServiceDown(FatalError):
+    """The engine's circuit breaker: request after request failed with no success in between, so
+    the server is down or unreachable and every further call would only wait and fail."""
 
 
 class BadRequest(FatalError):

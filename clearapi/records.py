@@ -25,6 +25,7 @@ __all__ = [
     "Choice",
     "Decision",
     "Example",
+    "FailedRow",
     "Message",
     "RateLimitInfo",
     "Reject",
@@ -280,6 +281,21 @@ class Reject(_Strict):
         return f"{self.file}:{self.line}{field}: {self.error}"
 
 
+class FailedRow(_Strict):
+    """A row the API could not answer after every retry (one line of `failed.jsonl`). Not a
+    judgement on the row: re-running the same command asks again, the rest from the cache."""
+
+    file: str
+    line: int = Field(ge=1)
+    id: str | None = None
+    error_type: str = Field(description="the exception's class, e.g. TransientError or BadRequest")
+    error: str = Field(description="'<type>: <message>', the message redacted of keys")
+    attempts: int | None = Field(default=None, description="tries of the call that failed, if known")
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.error}"
+
+
 class RunStats(BaseModel):
     """What the engine did, for `summary.json`, the progress bar and the report."""
 
@@ -303,7 +319,7 @@ class RunStats(BaseModel):
 
 
 class RowCounts(BaseModel):
-    """Every input row lands in exactly one bucket: rows == kept + corrected + dropped + rejected."""
+    """Every input row lands in exactly one bucket: rows == kept + corrected + dropped + rejected + failed."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -312,10 +328,12 @@ class RowCounts(BaseModel):
     corrected: int = 0
     dropped: int = 0
     rejected: int = 0
+    #: rows whose API calls failed after every retry (failed.jsonl); a re-run asks them again
+    failed: int = 0
 
     @property
     def adds_up(self) -> bool:
-        return self.rows == self.kept + self.corrected + self.dropped + self.rejected
+        return self.rows == self.kept + self.corrected + self.dropped + self.rejected + self.failed
 
 
 class Summary(BaseModel):

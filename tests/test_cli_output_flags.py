@@ -37,8 +37,9 @@ def test_json_and_quiet_on_curate_score_and_convert(tmp_path: Path, emulator: Em
 
     assert main(_args("score", emulator, src, tmp_path / "s", "--json")) == 0
     assert json.loads(capsys.readouterr().out) == {
-        "rows": 5, "scored": 4, "rejected": 1, "scores": str(tmp_path / "s" / "scores.jsonl"),
-        "rejects": str(tmp_path / "s" / "rejects.jsonl")}
+        "rows": 5, "scored": 4, "rejected": 1, "failed": 0, "scores": str(tmp_path / "s" / "scores.jsonl"),
+        "rejects": str(tmp_path / "s" / "rejects.jsonl"), "failures": str(tmp_path / "s" / "failed.jsonl"),
+        "stopped_reason": None}
 
     assert main(_args("score", emulator, src, tmp_path / "q", "--quiet")) == 0
     assert capsys.readouterr().out == ""

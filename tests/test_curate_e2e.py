@@ -38,16 +38,18 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
-def _check_outputs(out: Path, total: int, rejected_lines: list[int]) -> dict[str, Any]:
+def _check_outputs(out: Path, total: int, rejected_lines: list[int],
+                   failed_lines: tuple[int, ...] = ()) -> dict[str, Any]:
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
     c = summary["counts"]
     assert c["rows"] == total
-    assert c["kept"] + c["corrected"] + c["dropped"] + c["rejected"] == total
+    assert c["kept"] + c["corrected"] + c["dropped"] + c["rejected"] + c["failed"] == total
     rejects = _jsonl(out / "rejects.jsonl")
     assert sorted(r["line"] for r in rejects) == rejected_lines
     assert all(r["error"] for r in rejects)
+    assert [r["line"] for r in _jsonl(out / "failed.jsonl")] == list(failed_lines) and c["failed"] == len(failed_lines)
     scores = _jsonl(out / "scores.jsonl")
-    assert len(scores) == total - len(rejected_lines)
+    assert len(scores) == total - len(rejected_lines) - len(failed_lines)
     assert [s["line"] for s in scores] == sorted(s["line"] for s in scores)
     for s in scores:
         assert 0.0 <= s["confidence"] <= 1.0
@@ -265,7 +267,8 @@ def test_score_command_writes_scores_only(tmp_path: Path, emulator: EmulatorThre
     args = _openai_args(emulator, src, out)
     args[0] = "score"
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["rejects.jsonl", "scores.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["failed.jsonl", "rejects.jsonl", "scores.jsonl"]
+    assert _jsonl(out / "failed.jsonl") == []
     scores = _jsonl(out / "scores.jsonl")
     assert len(scores) == total - 2 and all(s["action"] is None for s in scores)
     assert [r["line"] for r in _jsonl(out / "rejects.jsonl")] == [2, 3]
@@ -313,9 +316,10 @@ def test_preference_target_points_to_convert(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
-def test_row_too_long_for_the_model_is_rejected_without_retries(tmp_path: Path, emulator_factory: Any,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """The service's 400 for an over-long prompt makes that row a reject, asked once; the rest go on."""
+def test_row_too_long_for_the_model_fails_without_retries(tmp_path: Path, emulator_factory: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's 400 for an over-long prompt fails that row (failed.jsonl, not rejects: the line
+    itself was read fine), asked once; the rest go on, and the exit code says a row failed."""
     emu = emulator_factory(context_window=2000)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
     lines = EXAMPLES.read_text(encoding="utf-8").splitlines()[:4]
@@ -325,11 +329,11 @@ def test_row_too_long_for_the_model_is_rejected_without_retries(tmp_path: Path, 
     src = tmp_path / "input.jsonl"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    assert main(_openai_args(emu, src, out, "--max-concurrency", "1")) == 0
-    _check_outputs(out, 5, rejected_lines=[3])
-    (reject,) = _jsonl(out / "rejects.jsonl")
-    assert reject["error"].startswith("API call was refused: BadRequest") and "maximum context length" in reject["error"]
-    assert "retries" not in reject["error"]
+    assert main(_openai_args(emu, src, out, "--max-concurrency", "1")) == 3
+    _check_outputs(out, 5, rejected_lines=[], failed_lines=(3,))
+    (failed,) = _jsonl(out / "failed.jsonl")
+    assert failed["error"].startswith("BadRequest: ") and "maximum context length" in failed["error"]
+    assert failed["error_type"] == "BadRequest" and failed["attempts"] == 1 and failed["id"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engine"]["retries"] == {}
 

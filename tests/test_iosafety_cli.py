@@ -191,8 +191,8 @@ def _stopped(done: subprocess.CompletedProcess[str], out: Path, before: dict[str
     partial = json.loads((out / "summary.partial.json").read_text())
     assert partial["completed"] is False and error in partial["stopped_reason"]
     c = partial["counts"]
-    assert c["rows"] == c["kept"] + c["corrected"] + c["dropped"] + c["rejected"]
-    assert len(_jsonl(out / "scores.partial.jsonl")) == c["rows"] - c["rejected"]
+    assert c["rows"] == c["kept"] + c["corrected"] + c["dropped"] + c["rejected"] + c["failed"]
+    assert len(_jsonl(out / "scores.partial.jsonl")) == c["rows"] - c["rejected"] - c["failed"]
     assert set(partial["outputs"].values()) <= set(after)
     # the message tells the truth: the rows that finished and the calls made
     made = int(re.search(r"\((\d+) API call\(s\) made\)", done.stderr).group(1))  # type: ignore[union-attr]
@@ -213,7 +213,8 @@ def test_a_stopped_run_keeps_the_previous_complete_outputs(tmp_path: Path, emula
     first = _cli(_args(emu, src, out, "--no-cache"), env)
     assert first.returncode == 0, first.stderr
     before = _snapshot(out)
-    assert set(before) == {"curated.jsonl", "scores.jsonl", "rejects.jsonl", "summary.json", "report.html"}
+    assert set(before) == {"curated.jsonl", "scores.jsonl", "rejects.jsonl", "failed.jsonl", "summary.json",
+                           "report.html"}
     assert len(_jsonl(out / "scores.jsonl")) == 14
 
     def run(*extra: str, **env_extra: str) -> tuple[subprocess.CompletedProcess[str], int]:

@@ -5,7 +5,8 @@ A curate run is two passes over the input, so memory stays flat on any file size
 1. **score**: stream the input; every `Example` is scored (`pipeline.score_example`) under
    the engine's limits, in input order; its `Score` goes to a scratch file in the output
    folder and only ``confidence`` stays in memory (8 bytes a row, for the calibrated cut and ``--filter-fraction``).
-   Reader rejects and rows whose calls failed after all retries go to ``rejects.jsonl``.
+   Reader rejects (bad input lines) go to ``rejects.jsonl``; rows whose calls failed after all
+   retries (or were refused) go to ``failed.jsonl``: the input was fine, the API did not answer.
 2. **decide**: the threshold is now known (calibrated to the dataset's confidences by
    `calibrate`, or absolute, or the quantile for a fraction). The
    input is read again alongside the scratch scores; each row is decided
@@ -16,8 +17,9 @@ A curate run is two passes over the input, so memory stays flat on any file size
 
 A run-stopping error (bad key, no quota, ``--max-cost`` reached) ends pass 1 early: what
 was scored is still decided (without new judgements), written, and `Summary.completed` is
-False with the reason. Every answer is in the response cache, so re-running the same
-command resumes where it stopped at no cost for the finished part.
+False with the reason. A run that finishes with failed rows is complete, and says so in
+`Summary.warnings` (the CLI exits 3). Every answer is in the response cache, so re-running the same
+command resumes where it stopped, or retries the failed rows, at no cost for the finished part.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ from clearapi.errors import (
 from clearapi.finetune.targets import record_for
 from clearapi.outdir import OutputFolder, partial_name
 from clearapi.profiles import load_profile
-from clearapi.records import Capabilities, Example, Reject, RowCounts, Score, Summary
+from clearapi.records import Capabilities, Example, FailedRow, Reject, RowCounts, Score, Summary
 from clearapi.redact import redact_url
 from clearapi.spool import SpooledInput
 from clearapi.writers import AtomicJsonlWriter, dumps_line, write_json_atomic
@@ -79,13 +81,13 @@ __all__ = ["CurateOptions", "curate", "estimate", "score"]
 #: what `curate`, `score` and `estimate` read (see `clearapi.sources.open_input`)
 Input = str | os.PathLike[str] | Iterable[Mapping[str, Any]] | Any
 
-#: errors that fail one row (it becomes a reject) rather than the run
+#: errors that fail one row (it goes to failed.jsonl) rather than the run
 ROW_ERRORS: tuple[type[ClearAPIError], ...] = (TransientError, RateLimited, BadRequest)
 
 _log = logging.getLogger("clearapi")
 
 OUTPUTS = {"curated": "curated.jsonl", "scores": "scores.jsonl", "rejects": "rejects.jsonl",
-           "summary": "summary.json", "report": "report.html"}
+           "failed": "failed.jsonl", "summary": "summary.json", "report": "report.html"}
 
 
 @dataclass
@@ -101,6 +103,8 @@ class CurateOptions:
     max_concurrency: int | None = None
     #: seconds one API request may take before it counts as a (retried) timeout
     timeout: float = 120.0
+    #: failed attempts in a row (connection, timeout, 5xx) that stop the run; 0: never
+    breaker: int = 20
     cache: str | Path | bool | None = True
     action: CurationAction = "both"
     threshold: float | None = None
@@ -205,7 +209,7 @@ def _engine(opts: CurateOptions) -> Engine:
     batch = BatchOptions(retry=opts.batch_retry, poll_interval=opts.batch_poll_interval) if opts.batch else False
     return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key, rpm=opts.rpm,
                   tpm=opts.tpm, max_concurrency=opts.max_concurrency, cache=opts.cache, max_cost=opts.max_cost,
-                  progress=opts.progress, batch=batch, timeout=opts.timeout)
+                  progress=opts.progress, batch=batch, timeout=opts.timeout, breaker=opts.breaker)
 
 
 def cache_path(cache: str | os.PathLike[str] | bool | None) -> Path | None:
@@ -220,7 +224,7 @@ def cache_path(cache: str | os.PathLike[str] | bool | None) -> Path | None:
 def _judge_engine(spec: JudgeSpec, opts: CurateOptions) -> Engine:
     """A judge's own engine: its own limits (the profile's), cache handle and cost accounting."""
     return Engine(spec.provider, model=spec.model, base_url=spec.base_url, api_key=opts.judge_api_key,
-                  cache=opts.cache, progress=False)
+                  cache=opts.cache, progress=False, breaker=opts.breaker)
 
 
 def _window(engine: Engine) -> int | None:
@@ -275,25 +279,28 @@ def _demo_pool(reader: DatasetReader, plan: ScoringPlan) -> DemoPool | None:
         return DemoPool.from_rows(rows, seed=plan.seed)
 
 
+def failed_row(file: str, example: Example, exc: ClearAPIError) -> FailedRow:
+    """The failed.jsonl line of a row whose call raised `exc` (its message is already redacted)."""
+    return FailedRow(file=file, line=example.line, id=example.id, error_type=type(exc).__name__,
+                     error=f"{type(exc).__name__}: {exc}", attempts=exc.attempts)
+
+
 async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan, file: str,
                       then: Callable[[Example, Score], Awaitable[Score]] | None = None,
-                      limit: int | None = None) -> AsyncIterator[Score | Reject]:
-    """Scores (or rejects) in input order; a row whose calls fail after retries becomes a reject.
-    `then` runs on each score in the row's own task (curate's judgement, while later rows score);
-    `limit` keeps the first N input rows, rejects included."""
+                      limit: int | None = None) -> AsyncIterator[Score | Reject | FailedRow]:
+    """Scores, rejects (bad input) and failed rows (calls that failed after retries) in input
+    order. `then` runs on each score in the row's own task (curate's judgement, while later rows
+    score); `limit` keeps the first N input rows, rejects and failures included."""
     model = _model_name(engine)
     demos = await asyncio.to_thread(_demo_pool, reader, plan)
 
-    async def one(item: Example | Reject) -> Score | Reject:
+    async def one(item: Example | Reject) -> Score | Reject | FailedRow:
         if isinstance(item, Reject):
             return item
         try:
             scored = await score_example(engine, item, plan, model=model, demos=demos)
         except ROW_ERRORS as exc:
-            # a bad request is refused at once; only the others went through the retry loop
-            how = "was refused" if isinstance(exc, BadRequest) else "failed after retries"
-            return Reject(file=file, line=item.line, field=None,
-                          error=f"API call {how}: {type(exc).__name__}: {exc}")
+            return failed_row(file, item, exc)
         return scored if then is None else await then(item, scored)
 
     from clearapi.sources import count_rows
@@ -307,15 +314,20 @@ async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan, 
 
 
 async def score(input: Input, *, engine: Engine | None = None,
-                on_reject: Callable[[Reject], None] | None = None, **options: Any) -> AsyncIterator[Score]:
+                on_reject: Callable[[Reject], None] | None = None,
+                on_failure: Callable[[FailedRow], None] | None = None,
+                on_truncated: Callable[[str], None] | None = None, **options: Any) -> AsyncIterator[Score]:
     """Score every row of `input`, yielding a `Score` per example in input order.
 
     `input` is a path (JSONL, CSV, Parquet, a `datasets` folder, ``hf:ORG/NAME[:SPLIT]``), a
     pandas DataFrame, a `datasets.Dataset` or an iterable of dicts.
 
     Takes the same options as `curate` (provider, model, samples, seed, cache...). Rows
-    that cannot be read, or whose calls failed after every retry, are not yielded: they
-    go to `on_reject` if given. Pass `engine` to reuse one (its provider options win).
+    that cannot be read are not yielded: they go to `on_reject` if given. Rows whose calls
+    failed after every retry (or were refused) are not yielded either: they go to `on_failure`
+    if given, and scoring them again later costs only their missing calls. An input that
+    broke off (a truncated gzip) calls `on_truncated` with the reader's reason at the end.
+    Pass `engine` to reuse one (its provider options win).
     """
     opts = _options(**options)
     async with contextlib.AsyncExitStack() as stack:
@@ -328,8 +340,13 @@ async def score(input: Input, *, engine: Engine | None = None,
             if isinstance(item, Reject):
                 if on_reject is not None:
                     on_reject(item)
+            elif isinstance(item, FailedRow):
+                if on_failure is not None:
+                    on_failure(item)
             else:
                 yield item
+        if reader.stats.truncated and on_truncated is not None:
+            on_truncated(reader.stats.stopped_reason or f"{reader.name} broke off before its end")
 
 
 def estimate(input: Input, **options: Any) -> Estimate:
@@ -372,10 +389,10 @@ class _Tally:
 async def curate(input: Input, out_dir: str | os.PathLike[str], *,
                  engine: Engine | None = None, dry_run: bool = False, **options: Any) -> Summary:
     """Score, filter and correct `input` (any input `score` takes); write curated.jsonl, scores.jsonl, rejects.jsonl,
-    summary.json (and report.html) to `out_dir`; return the summary.
+    failed.jsonl, summary.json (and report.html) to `out_dir`; return the summary.
 
     Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
-    max_concurrency, timeout=120.0, cache=True, action="both", threshold, filter_fraction,
+    max_concurrency, timeout=120.0, breaker=20, cache=True, action="both", threshold, filter_fraction,
     correct_threshold=0.6, eta=0.8, samples=4, best_answer=None, demonstrations=None, demo_sets=None, seed=0,
     max_cost,
     target="openai",
@@ -459,7 +476,8 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
             early.append(error)
         return row
 
-    with AtomicJsonlWriter(out / OUTPUTS["rejects"]) as rejects:
+    with AtomicJsonlWriter(out / OUTPUTS["rejects"]) as rejects, \
+            AtomicJsonlWriter(out / OUTPUTS["failed"]) as failed:
         # --- pass 1: score ------------------------------------------------------------------
         with scratch.open("wb") as fh:
             try:
@@ -470,6 +488,10 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                     if isinstance(item, Reject):
                         rejects.write(item)
                         tally.counts.rejected += 1
+                        continue
+                    if isinstance(item, FailedRow):
+                        failed.write(item)
+                        tally.counts.failed += 1
                         continue
                     fh.write(dumps_line(item))
                     scored_lines += 1
@@ -530,6 +552,8 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
             with contextlib.suppress(FileNotFoundError):
                 scratch.unlink()
     summary = _summary(engine, input, output_dir, opts, plan, started, tally, threshold, stopped, read_stats)
+    if tally.counts.failed:
+        summary.warnings.append(failed_warning(tally.counts.failed, OUTPUTS["failed"]))
     summary.calibration = calibration.report(threshold)
     if warning is not None:  # the CLI prints it on stderr; a library caller reads summary.warnings
         summary.warnings.append(warning)
@@ -576,7 +600,9 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
                 verdicts = await panel.verdicts(engine, plan, example, candidate.text, sets, work, judge_work)
                 judgement = panel_judgement(verdicts, panel.majority)
             except ROW_ERRORS as exc:
-                judgement_error = f"pairwise judgement failed: {type(exc).__name__}: {exc}"
+                # a bad request is refused at once; only the others went through the retry loop
+                how = "was refused" if isinstance(exc, BadRequest) else "failed after retries"
+                judgement_error = f"pairwise judgement {how}: {type(exc).__name__}: {exc}"
             except FatalError as exc:
                 judgement_error = f"pairwise judgement not asked: {exc}"
                 run_error = exc
@@ -634,6 +660,13 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
         threshold=threshold, engine=engine.stats, signals=signals,
         outputs={k: v for k, v in OUTPUTS.items() if k != "report"},
     )
+
+
+def failed_warning(count: int, file: str) -> str:
+    """What a run with failed rows tells its user: they are not lost, a re-run asks them again."""
+    return (f"{count} row(s) failed: the API did not answer their calls after every retry; they are listed "
+            f"in {file} and are in no other output. Re-run the same command to retry them (answers already "
+            "received come from the cache, so only their calls are made again).")
 
 
 def _write_report(out: Path, summary: Summary) -> None:

@@ -5,9 +5,9 @@ Each subcommand lives in its own module under `clearapi.cli` with two functions,
 public library API. Errors from clearapi's tree become one line on stderr, never a traceback.
 
 Exit codes: 0 the run completed; 1 it stopped (a refused or missing key, no quota, --max-cost,
-a file system error) and kept what finished; 2 usage (bad option, unreadable input, an output
-that would overwrite an input, an output folder in use); 3 it finished but rows are missing or
-failed (a truncated input); 130 interrupted (Ctrl-C). A reader that closes our stdout early
+a server that failed request after request, a file system error) and kept what finished; 2 usage
+(bad option, unreadable input, an output that would overwrite an input, an output folder in use);
+3 it finished but rows are missing (a truncated input) or failed (failed.jsonl: re-run to retry); 130 interrupted (Ctrl-C). A reader that closes our stdout early
 (``clearapi providers --json | head -1``) changes nothing: the rest of the output is dropped.
 """
 

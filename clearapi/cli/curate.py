@@ -32,6 +32,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-concurrency", type=int, default=None, metavar="N", help="calls in flight at most")
     p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="per-request timeout (default: 120)")
+    p.add_argument("--breaker", type=int, default=20, metavar="N",
+                   help="stop the run when N requests in a row fail to connect, time out or get a 5xx, with no "
+                        "success in between (default 20; 0 turns the circuit breaker off)")
     cache = p.add_mutually_exclusive_group()
     cache.add_argument("--cache", default=None, metavar="PATH",
                        help="response cache file (default: $CLEARAPI_CACHE or ~/.cache/clearapi/cache.sqlite)")
@@ -86,9 +89,11 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "curate",
         help="score every row with CLEAR, drop or correct the untrustworthy ones",
-        description="Writes curated.jsonl, scores.jsonl, rejects.jsonl, summary.json and report.html to OUTDIR. "
-                    "Every input row ends up in exactly one of curated (kept or corrected), dropped (listed in "
-                    "scores.jsonl with the reason) or rejects.jsonl.",
+        description="Writes curated.jsonl, scores.jsonl, rejects.jsonl, failed.jsonl, summary.json and report.html "
+                    "to OUTDIR. Every input row ends up in exactly one of curated (kept or corrected), dropped "
+                    "(listed in scores.jsonl with the reason), rejects.jsonl (a bad input line) or failed.jsonl "
+                    "(the API did not answer it; re-run to retry). Exit codes: 0 complete, 1 stopped, 2 usage, "
+                    "3 finished with failed or missing rows.",
     )
     add_common(p)
     p.add_argument("--action", choices=["filter", "correct", "both"], default="both",
@@ -138,7 +143,7 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
     cache: str | bool = False if args.no_cache else (args.cache if args.cache is not None else True)
     return dict(provider=args.provider, model=args.model, model_path=args.model_path, base_url=args.base_url,
                 rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, cache=cache,
-                timeout=args.timeout, samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
+                timeout=args.timeout, breaker=args.breaker, samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
                 demo_sets=args.demo_sets, seed=args.seed, max_cost=args.max_cost,
                 prompt_column=args.prompt_column, response_column=args.response_column,
                 progress=False if args.quiet and args.progress is None else args.progress, limit=args.limit)
@@ -150,8 +155,8 @@ def describe(summary: Summary) -> str:
     e = summary.engine
     cost = f"${e.cost_usd:.4f}" if e.cost_known else "cost unknown"
     lines = [
-        f"{c.rows} rows: {c.kept} kept, {c.corrected} corrected, {c.dropped} dropped, {c.rejected} rejected "
-        f"(threshold {summary.threshold:.3f})" if summary.threshold is not None else f"{c.rows} rows",
+        f"{c.rows} rows: {c.kept} kept, {c.corrected} corrected, {c.dropped} dropped, {c.rejected} rejected"
+        + (f", {c.failed} failed" if c.failed else "") + f" (threshold {summary.threshold:.3f})" if summary.threshold is not None else f"{c.rows} rows",
         f"{e.requests} API calls ({e.cache_hits} from cache), {e.prompt_tokens + e.completion_tokens} tokens, "
         f"{cost}; per row: {per_row.get('calls', 0)} calls, {per_row.get('tokens', 0)} tokens",
         f"outputs in {summary.output_dir}: " + ", ".join(summary.outputs.values()),
@@ -187,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
         c = summary.counts
         write_hf_dataset({"train": args.out_dir / "curated.jsonl"}, args.out_dir / "hf", source=str(args.input),
-                         counts={"dropped": c.dropped, "rejected": c.rejected})
+                         counts={"dropped": c.dropped, "rejected": c.rejected, "failed": c.failed})
     if args.json:
         print(summary.model_dump_json())
     elif not args.quiet:
@@ -198,7 +203,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"clearapi: stopped: {summary.stopped_reason} Complete outputs of an earlier run, if any, "
               "were left as they were; this run's results are in the .partial files.", file=sys.stderr)
         return 1
+    code = 0
     if summary.stopped_reason:  # finished, but the input broke off (a truncated gzip): rows are missing
         print(f"clearapi: warning: {summary.stopped_reason}", file=sys.stderr)
-        return 3
-    return 0
+        code = 3
+    if summary.counts.failed:  # finished, but rows failed (its warning, printed above, says re-run)
+        code = 3
+    return code

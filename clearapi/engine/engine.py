@@ -10,9 +10,10 @@ The life of ``await engine.chat(request)``::
     ──► commit to the cache ──► return
 
 and ``engine.map(items, fn)`` runs ``fn`` over a stream of items with at most ``window``
-in flight, yielding results in input order. Three errors stop the whole run at once,
-because no other call can succeed after them: `AuthError`, `QuotaExhausted` and
-`BudgetExceeded`. They latch the engine; every queued call, backoff sleep and later call
+in flight, yielding results in input order. Four errors stop the whole run at once,
+because no other call can succeed after them: `AuthError`, `QuotaExhausted`,
+`BudgetExceeded`, and `ServiceDown` from the circuit breaker (`clearapi.engine.breaker`:
+request after request failed to connect, timed out or got a 5xx, with no success between). They latch the engine; every queued call, backoff sleep and later call
 raises the same error without touching the API. Other `FatalError`s (a `BadRequest` for
 one prompt) fail only their own call; `map` still stops on them unless `fn` catches them.
 
@@ -38,6 +39,7 @@ from typing import Any, Literal, Self, TypeVar, overload
 
 from clearapi.connect import create_adapter
 from clearapi.engine.batch import BatchDispatcher, BatchOptions, submitter_for
+from clearapi.engine.breaker import CircuitBreaker, counts_against_server
 from clearapi.engine.budget import Budget, prompt_tokens_estimate
 from clearapi.engine.cache import BatchStore, ResponseCache, cache_key, default_cache_path
 from clearapi.engine.limits import AdaptiveRates, Pacer, Ticket
@@ -52,6 +54,7 @@ from clearapi.errors import (
     FatalError,
     QuotaExhausted,
     RateLimited,
+    ServiceDown,
     TransientError,
 )
 from clearapi.profiles import Profile, load_profile, resolve_base_url
@@ -67,7 +70,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: errors after which no other call can succeed: they stop every call of the engine
-RUN_STOPPING: tuple[type[FatalError], ...] = (AuthError, QuotaExhausted, BudgetExceeded)
+RUN_STOPPING: tuple[type[FatalError], ...] = (AuthError, QuotaExhausted, BudgetExceeded, ServiceDown)
 
 #: how long everyone pauses after a 429 that carried no Retry-After
 DEFAULT_COOL_DOWN_S = 1.0
@@ -114,7 +117,9 @@ class Engine:
     known price for the model. ``adapter`` replaces the one built from the profile (the
     engine does not close an adapter it was given). `limits` (`RateLimits`) and `retries`
     (`Retries`) group the pacing and retry settings; the flat keywords of the same names are
-    shorthand for them and are ignored when a group is given.
+    shorthand for them and are ignored when a group is given. ``breaker`` stops every call with
+    `ServiceDown` after that many failed attempts in a row (connection, timeout, 5xx) over at
+    least 5 different requests; a `CircuitBreaker` sets both, 0 or None turns it off.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class Engine:
         batch: bool | BatchOptions = False,
         limits: RateLimits | None = None,
         retries: Retries | None = None,
+        breaker: int | CircuitBreaker | None = 20,
     ) -> None:
         if limits is not None:
             rpm, tpm, max_concurrency = limits.rpm, limits.tpm, limits.max_concurrency
@@ -198,6 +204,11 @@ class Engine:
         #: headers, and a burst of max_concurrency calls must not land before it is read
         self._probed = asyncio.Event()
         self._probing = False
+        if not isinstance(breaker, CircuitBreaker):
+            if breaker is not None and breaker < 0:
+                raise ConfigError(f"breaker must be >= 0, got {breaker}")
+            breaker = CircuitBreaker(attempts=breaker or 0, requests=min(5, breaker or 5))
+        self._breaker = breaker
         self._retrying = retry_policy(max_attempts=max_attempts, retry_after_cap=retry_after_cap,
                                       sleep=self._sleep, on_retry=self._count_retry)
         self._flights: dict[str, asyncio.Future[ChatResponse | None]] = {}
@@ -414,11 +425,13 @@ class Engine:
                 response = await self._retry(exc, request, prompt_est, completion_max, hold)
         except FatalError as exc:
             self._stats.failures += 1
+            exc.attempts = exc.attempts or 1
             if isinstance(exc, RUN_STOPPING):
                 self.stop(exc)
             raise
-        except ClearAPIError:
+        except ClearAPIError as exc:
             self._stats.failures += 1
+            exc.attempts = exc.attempts or 1
             raise
         finally:
             self._budget.settle(hold.reserved, response.usage if response is not None else None)
@@ -450,7 +463,11 @@ class Engine:
             return await self._attempt(request, prompt_est, completion_max, hold)
 
         retrying = self._retrying.copy()
-        response: ChatResponse = await retrying(attempt)
+        try:
+            response: ChatResponse = await retrying(attempt)
+        except ClearAPIError as exc:
+            exc.attempts = retrying.statistics.get("attempt_number")
+            raise
         return response
 
     async def _attempt(self, request: ChatRequest, prompt_est: float, completion_max: int,
@@ -491,10 +508,13 @@ class Engine:
             except TransientError as exc:
                 if exc.reason != "timeout":  # a timed-out call may still have been counted
                     self._pacer.settle(ticket, tokens=0.0)
+                self._on_server_failure(hold.key, exc)
                 raise
             except TimeoutError as exc:
-                raise TransientError(f"{self.profile.name}: no answer within {self._timeout:.0f}s",
-                                     reason="timeout") from exc
+                timeout = TransientError(f"{self.profile.name}: no answer within {self._timeout:.0f}s",
+                                         reason="timeout")
+                self._on_server_failure(hold.key, timeout)
+                raise timeout from exc
             finally:
                 self._in_flight -= 1
                 if probe:
@@ -518,6 +538,7 @@ class Engine:
                 completion = max(completion, completion_max)
             counted = usage.prompt_tokens + completion
         self._pacer.settle(ticket, requests=float(calls), tokens=counted)
+        self._breaker.success()
         self._rates.on_success(ticket, response.ratelimit)
         self._stats.prompt_tokens += response.usage.prompt_tokens
         self._stats.completion_tokens += response.usage.completion_tokens
@@ -532,6 +553,16 @@ class Engine:
         logger.debug("429: every call waits %.2fs", min(hint, self._retry_after_cap))
         info = exc.ratelimit
         self._rates.on_rate_limited(ticket, info if isinstance(info, RateLimitInfo) else None, str(exc))
+
+    def _on_server_failure(self, key: str, exc: TransientError) -> None:
+        """Feed the circuit breaker; when it trips, stop every call and raise the stop here."""
+        if _cancelling() or not counts_against_server(exc) or not self._breaker.failure(key):
+            return
+        down = ServiceDown(
+            f"the server at {self._shown_url or self.profile.name} failed {self._breaker.failed} requests "
+            f"in a row (last: {exc}); {self._breaker.since()}; stopped. Check that it is up and reachable")
+        self.stop(down)
+        raise _clone(self._stopped or down) from exc
 
     def _count_retry(self, exc: BaseException, wait: float) -> None:
         reason = reason_of(exc)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from clearapi.errors import InputError
-from clearapi.records import Reject, RowCounts, Score, Summary
+from clearapi.records import FailedRow, Reject, RowCounts, Score, Summary
 from clearapi.report.diff import word_diff
 
 __all__ = ["ACTIONS", "ReportData", "load_output_dir"]
@@ -64,6 +64,9 @@ class ReportData:
     details: dict[int, dict[str, Any]] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
     rejects_total: int = 0
+    #: rows the API did not answer (failed.jsonl), the first `MAX_REJECTS_SHOWN` of them
+    failures: list[FailedRow] = field(default_factory=list)
+    failures_total: int = 0
     bad_lines: list[tuple[str, int, str]] = field(default_factory=list)
     bad_lines_total: int = 0
     detail_candidates: int = 0
@@ -325,17 +328,26 @@ def _read_rejects(path: Path, data: ReportData) -> None:
             data.rejects.append(reject)
 
 
+def _read_failures(path: Path, data: ReportData) -> None:
+    if not path.exists():
+        return
+    for _, failure in _records(path, FailedRow, data):
+        data.failures_total += 1
+        if len(data.failures) < MAX_REJECTS_SHOWN:
+            data.failures.append(failure)
+
+
 def _derived_counts(data: ReportData) -> RowCounts:
     kept = sum(1 for a in data.action if a == 0)
     corrected = sum(1 for a in data.action if a == 1)
     dropped = sum(1 for a in data.action if a == 2)
-    rejected = data.rejects_total
-    return RowCounts(rows=data.n_rows + rejected, kept=kept, corrected=corrected,
-                     dropped=dropped, rejected=rejected)
+    rejected, failed = data.rejects_total, data.failures_total
+    return RowCounts(rows=data.n_rows + rejected + failed, kept=kept, corrected=corrected,
+                     dropped=dropped, rejected=rejected, failed=failed)
 
 
 def load_output_dir(out_dir: Path, *, text_budget: int = DEFAULT_TEXT_BUDGET) -> ReportData:
-    """Read summary.json, scores.jsonl and rejects.jsonl from `out_dir`.
+    """Read summary.json, scores.jsonl, rejects.jsonl and failed.jsonl from `out_dir`.
 
     Missing files are tolerated (a run stopped early still deserves a report); a
     summary.json that is not a clearapi summary is an `InputError`. Lines of scores.jsonl
@@ -348,6 +360,7 @@ def load_output_dir(out_dir: Path, *, text_budget: int = DEFAULT_TEXT_BUDGET) ->
     outputs = summary.outputs if summary else {}
     scores_path = out_dir / outputs.get("scores", "scores.jsonl")
     rejects_path = out_dir / outputs.get("rejects", "rejects.jsonl")
+    failed_path = out_dir / outputs.get("failed", "failed.jsonl")
     if summary is None and not scores_path.exists():
         raise InputError("no summary.json or scores.jsonl here: not a clearapi output folder",
                          file=str(out_dir))
@@ -357,10 +370,12 @@ def load_output_dir(out_dir: Path, *, text_budget: int = DEFAULT_TEXT_BUDGET) ->
             data.signals.append(name)
             data.signal_values[name] = []
     else:
-        data.notes.append("summary.json not found: counts are derived from scores.jsonl and rejects.jsonl.")
+        data.notes.append("summary.json not found: counts are derived from scores.jsonl, rejects.jsonl "
+                          "and failed.jsonl.")
     columns = _read_scores(scores_path, data)
     _read_details(scores_path, columns, _choose_details(columns, text_budget))
     _read_rejects(rejects_path, data)
+    _read_failures(failed_path, data)
     # Signals the summary names but no row carries are still shown (as all n/a).
     for name in data.signals:
         column = data.signal_values[name]

@@ -167,7 +167,7 @@ class App:
         if denied is not None:
             self.state.stats.rate_limited += 1
             raise self._rate_limited(request, provider, cost, *denied)
-        fault = self.faults.pick(request.number, provider)
+        fault = self.faults.pick(request.number, provider, request.body)
         if fault is not None:
             self.state.stats.faults[fault] += 1
         await self._sleep_latency()

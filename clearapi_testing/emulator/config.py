@@ -65,7 +65,8 @@ class EmulatorConfig(BaseModel):
     #: gateways) send none; 429s still carry ``retry-after``
     ratelimit_headers: bool = False
 
-    # faults: fault_at (by request number) > fault_script (in order) > fault_rates > fault_rate
+    # faults: fault_prompts (by text) > fault_at (by request number) > fault_script (in order) >
+    # fault_rates > fault_rate
     #: total chance that a request fails with one of `fault_kinds`
     fault_rate: float = Field(0.0, ge=0, le=1)
     fault_kinds: list[FaultKind] = Field(default_factory=lambda: list(TRANSIENT_FAULTS))
@@ -74,6 +75,9 @@ class EmulatorConfig(BaseModel):
     fault_script: list[tuple[FaultKind | Literal["ok"], int]] = Field(default_factory=list)
     #: e.g. {1: "500", 4: "hang"}: 1-based API request number since start or /reset
     fault_at: dict[int, FaultKind] = Field(default_factory=dict)
+    #: e.g. {"capital of Peru": "500"}: every API request whose messages contain the substring fails
+    #: with that kind, retries included (one row's calls fail, the others are answered)
+    fault_prompts: dict[str, FaultKind] = Field(default_factory=dict)
     #: how long a "hang" fault holds the connection; None = until the client leaves or the server stops
     hang_seconds: float | None = Field(None, ge=0)
 

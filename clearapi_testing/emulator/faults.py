@@ -1,6 +1,8 @@
 """Injected faults: which request gets which failure, and what each failure looks like on the wire.
 
 Choice, in order of precedence (all reproducible for a given `seed`):
+0. ``fault_prompts``: a map from a substring of the request's message texts to a kind (every
+   request that contains it, so one row's calls fail however often they are retried);
 1. ``fault_at``: a map from 1-based API request number (since start or ``/reset``) to a kind;
 2. ``fault_script``: ``[("500", 3), ("ok", 2), ("reset", 1)]`` applies to the next API requests in order;
 3. ``fault_rates``: an independent probability per kind;
@@ -18,13 +20,18 @@ server stops).
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
 
 from clearapi_testing.emulator.config import EmulatorConfig, FaultKind
 from clearapi_testing.emulator.limits import retry_after_headers
 from clearapi_testing.emulator.wire import ApiError, Provider
 
-__all__ = ["FaultPlan", "fault_error"]
+__all__ = ["FaultPlan", "fault_error", "message_text"]
 
 #: how long an injected 429 asks the client to wait
 SPURIOUS_RETRY_AFTER_S = 0.2
@@ -45,8 +52,13 @@ class FaultPlan:
         self._segment = 0
         self._used = 0
 
-    def pick(self, number: int, provider: Provider) -> FaultKind | None:
+    def pick(self, number: int, provider: Provider, body: bytes = b"") -> FaultKind | None:
         cfg = self.config
+        if cfg.fault_prompts:
+            text = message_text(body)
+            for needle, matched in cfg.fault_prompts.items():
+                if needle in text:
+                    return matched
         at = cfg.fault_at.get(number)
         if at is not None:
             return at
@@ -66,6 +78,27 @@ class FaultPlan:
             if pool:
                 return self.rng.choice(pool)
         return None
+
+
+def message_text(body: bytes) -> str:
+    """Every text of a chat request's ``messages`` (and Anthropic's ``system``), one per line."""
+    data: Any = None
+    with contextlib.suppress(orjson.JSONDecodeError):
+        data = orjson.loads(body) if body else None
+    if not isinstance(data, dict):
+        return ""
+    return "\n".join(_strings([data.get("system"), data.get("messages")]))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
 
 
 def fault_error(kind: FaultKind, provider: Provider, model: str) -> ApiError | None:
