@@ -300,11 +300,13 @@ def test_100k_rows_size_and_time(tmp_path: Path) -> None:
 
 
 def test_small_run_embeds_every_row(hostile_dir: Path) -> None:
-    data = load_output_dir(hostile_dir, sample=Sample(lowest=1, random=1, corrected=1))
+    small = Sample(lowest=1, random=1, corrected=1)
+    data = load_output_dir(hostile_dir, sample=small)
     assert data.sampled and data.n_rows <= 3 < data.total_rows
     full = load_output_dir(hostile_dir)
     assert not full.sampled and full.n_rows == full.total_rows == len(_scores(hostile_dir))
     assert 'id="sample-note"' not in render_report(hostile_dir)
+    assert 'id="sample-note"' in render_report(hostile_dir, sample=small)
 
 
 def test_unused_model_answer_is_embedded_for_dropped_rows(hostile_dir: Path) -> None:
