@@ -11,14 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from clearapi.report.load import ACTIONS
-
 __all__ = ["Histogram", "bin_by_action", "histogram_svg"]
 
 BINS = 20
 # Stack order bottom-up, and the index used for rows without an action.
 _STACK = (0, 1, 2, 3)
-_LABELS = (*ACTIONS, "no action")
+_LABELS = ("keep", "correct", "drop", "no action")  # load.ACTIONS, then "none" (no import: load uses this)
 
 
 @dataclass
@@ -32,17 +30,25 @@ class Histogram:
     def total(self) -> int:
         return sum(sum(b) for b in self.counts)
 
+    @classmethod
+    def empty(cls, bins: int = BINS) -> Histogram:
+        return cls(counts=[[0, 0, 0, 0] for _ in range(bins)], missing=0)
+
+    def add(self, value: float | None, action: int) -> None:
+        """Count one row (streaming: the report bins every row without keeping them)."""
+        if value is None:
+            self.missing += 1
+            return
+        bins = len(self.counts)
+        b = min(bins - 1, max(0, int(value * bins)))
+        self.counts[b][action if 0 <= action <= 2 else 3] += 1
+
 
 def bin_by_action(values: Sequence[float | None], actions: Sequence[int], bins: int = BINS) -> Histogram:
-    counts = [[0, 0, 0, 0] for _ in range(bins)]
-    missing = 0
+    hist = Histogram.empty(bins)
     for value, action in zip(values, actions, strict=True):
-        if value is None:
-            missing += 1
-            continue
-        b = min(bins - 1, max(0, int(value * bins)))
-        counts[b][action if 0 <= action <= 2 else 3] += 1
-    return Histogram(counts=counts, missing=missing)
+        hist.add(value, action)
+    return hist
 
 
 def histogram_svg(hist: Histogram, *, title: str, threshold: float | None = None,

@@ -1,15 +1,27 @@
 """Read a curate output folder into the compact tables the report embeds.
 
-A report must open fast at 100,000 rows, so the rows travel as columns (one JSON array
-per field, reasons interned) with short text previews, and full texts are embedded only
-for the rows a reader is most likely to open: corrections first, then drops, then the
-least confident of the rest, until a character budget is spent. `scores.jsonl` is read
-three times (a line count that sizes the previews, the columns, then the chosen rows by
-byte offset) so memory stays flat however long the texts are.
+A report must open in a browser at any number of rows, so what it embeds is bounded:
+
+* the charts, the counts and the reason summary are aggregates over **every** row (histogram
+  bins per action, counts per reason pattern), built in one streaming pass;
+* the row table holds every row of a small run, and of a large one a `Sample`: the
+  lowest-confidence rows, every corrected row up to a cap, and a seeded random sample of all
+  rows, chosen in the same pass with a bounded heap and reservoir; the page says so;
+* the embedded rows travel as columns (one JSON array per field, reasons interned) with short
+  text previews, and full texts are embedded only for the rows a reader is most likely to
+  open: corrections first, then drops, then the least confident, until a character budget
+  is spent.
+
+`scores.jsonl` is read twice (aggregates and the choice of rows, then the chosen rows by byte
+offset), so memory is bounded by the sample, not by the run or the length of its texts.
 """
 
 from __future__ import annotations
 
+import heapq
+import random
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +32,9 @@ from pydantic import BaseModel, ValidationError
 from clearapi.errors import InputError
 from clearapi.records import FailedRow, Reject, RowCounts, Score, Summary
 from clearapi.report.diff import word_diff
+from clearapi.report.histogram import Histogram
 
-__all__ = ["ACTIONS", "ReportData", "load_output_dir"]
+__all__ = ["ACTIONS", "DEFAULT_SAMPLE", "ReportData", "Sample", "load_output_dir"]
 
 # Index = code used in the embedded columns; -1 means "no action recorded".
 ACTIONS: tuple[str, ...] = ("keep", "correct", "drop")
@@ -34,12 +47,44 @@ _ACTION_RANK = {1: 0, 2: 1, -1: 2, 0: 3}
 PREVIEW_BUDGET = 12_000_000
 PREVIEW_MIN, PREVIEW_MAX = 60, 240
 FULL_TEXT_CAP = 20_000
-DEFAULT_TEXT_BUDGET = 10_000_000
+DEFAULT_TEXT_BUDGET = 2_000_000
 MAX_REJECTS_SHOWN = 2_000
 REJECT_RAW_CHARS = 300
 REASON_CHARS = 400
 MAX_BAD_LINES_LISTED = 20
 MAX_DETAIL_FACTS = 12
+#: distinct reason patterns counted; rows with a reason beyond them are counted as "other reasons"
+MAX_REASON_PATTERNS = 10_000
+OTHER_REASONS = "(other reasons)"
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Which rows the table embeds when a run has more than `limit` of them (else: all).
+
+    The defaults keep report.html of a large run near 3-4 MB of rows (about 650 bytes each with
+    previews) plus the detail texts' budget, whatever the number of rows.
+    """
+
+    #: the rows with the lowest confidence (those a reader checks first)
+    lowest: int = 1_500
+    #: a seeded random sample of all rows, for what the rest looks like
+    random: int = 2_000
+    #: every corrected row, up to this many
+    corrected: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.lowest, self.random, self.corrected) < 0:
+            raise ValueError(f"sample sizes must be >= 0, got {self}")
+
+    @property
+    def limit(self) -> int:
+        return self.lowest + self.random + self.corrected
+
+
+DEFAULT_SAMPLE = Sample()
 
 
 @dataclass
@@ -72,10 +117,56 @@ class ReportData:
     detail_candidates: int = 0
     preview_chars: int = PREVIEW_MAX
     notes: list[str] = field(default_factory=list)
+    #: aggregates over every row of scores.jsonl (the table may hold a sample)
+    total_rows: int = 0
+    hist_confidence: Histogram = field(default_factory=Histogram.empty)
+    hist_signals: dict[str, Histogram] = field(default_factory=dict)
+    signal_sums: dict[str, float] = field(default_factory=dict)
+    #: rows per (action code, reason with numbers as #)
+    reason_counts: Counter[tuple[int, str]] = field(default_factory=Counter)
+    action_counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    #: the table holds a sample (`total_rows` > the rows embedded)
+    sampled: bool = False
+    sample: Sample = DEFAULT_SAMPLE
 
     @property
     def n_rows(self) -> int:
+        """Rows embedded in the table (all of them, or the sample)."""
         return len(self.line)
+
+    def aggregate(self, score: Score) -> None:
+        """Count one row of scores.jsonl into the charts' aggregates."""
+        action = _ACTION_CODE.get(score.action, -1) if score.action else -1
+        self.total_rows += 1
+        self.action_counts[action if action >= 0 else 3] += 1
+        self.hist_confidence.add(score.confidence, action)
+        for name, value in score.signals.items():
+            if name not in self.hist_signals:
+                self.hist_signals[name] = Histogram.empty()
+                self.hist_signals[name].missing = self.total_rows - 1  # rows before it had none
+                self.signal_sums[name] = 0.0
+                if name not in self.signal_values:
+                    self.signals.append(name)
+                    self.signal_values[name] = []
+            self.hist_signals[name].add(value, action)
+            if value is not None:
+                self.signal_sums[name] += value
+        for name, hist in self.hist_signals.items():
+            if name not in score.signals:
+                hist.missing += 1
+        if score.reason is not None:
+            key = (action, _NUMBER.sub("#", score.reason[:REASON_CHARS]))
+            if key not in self.reason_counts and len(self.reason_counts) >= MAX_REASON_PATTERNS:
+                key = (action, OTHER_REASONS)
+            self.reason_counts[key] += 1
+
+    def signal_histogram(self, name: str) -> Histogram:
+        """Every row's value of signal `name` (a signal no row carries: all missing)."""
+        if name in self.hist_signals:
+            return self.hist_signals[name]
+        hist = Histogram.empty()
+        hist.missing = self.total_rows
+        return hist
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -161,11 +252,6 @@ class _Columns:
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as fh:
-        return sum(1 for raw in fh if raw.strip())
-
-
 def _bad_line(data: ReportData, path: Path, number: int, exc: ValidationError) -> None:
     """Count a line that does not parse; list the first few."""
     data.bad_lines_total += 1
@@ -190,14 +276,62 @@ def _records(path: Path, model: type[_M], data: ReportData) -> Iterator[tuple[in
             yield here, record
 
 
-def _read_scores(path: Path, data: ReportData) -> _Columns:
+class _Chooser:
+    """The rows the table embeds, chosen in one streaming pass in bounded memory: byte offsets
+    of the first `Sample.limit` rows (all of a small run), a heap of the lowest confidences,
+    the first corrected rows, and a seeded reservoir sample (algorithm R) of all rows."""
+
+    def __init__(self, sample: Sample) -> None:
+        self.sample = sample
+        self.first: list[int] = []
+        self.lowest: list[tuple[float, int, int]] = []  # heap of (-confidence, -index, offset)
+        self.corrected: list[int] = []
+        self.reservoir: list[int] = []
+        self.rng = random.Random(sample.seed)
+        self.seen = 0
+
+    def add(self, score: Score, offset: int) -> None:
+        i, s = self.seen, self.sample
+        self.seen += 1
+        if i < s.limit:
+            self.first.append(offset)
+        if score.action == "correct" and len(self.corrected) < s.corrected:
+            self.corrected.append(offset)
+        if score.confidence is not None and s.lowest:
+            item = (-score.confidence, -i, offset)  # the root is the most confident kept; ties keep earlier rows
+            if len(self.lowest) < s.lowest:
+                heapq.heappush(self.lowest, item)
+            elif item > self.lowest[0]:
+                heapq.heapreplace(self.lowest, item)
+        if s.random:
+            if len(self.reservoir) < s.random:
+                self.reservoir.append(offset)
+            elif (j := self.rng.randrange(i + 1)) < s.random:
+                self.reservoir[j] = offset
+
+    def chosen(self) -> tuple[list[int], bool]:
+        """Offsets of the rows to embed, in file order, and whether they are a sample."""
+        if self.seen <= self.sample.limit:
+            return self.first, False
+        offsets = set(self.corrected) | set(self.reservoir) | {offset for _, _, offset in self.lowest}
+        return sorted(offsets), True
+
+
+def _read_scores(path: Path, data: ReportData, sample: Sample) -> _Columns:
     if not path.exists():
         data.notes.append(f"{path.name} not found: no rows to show.")
         return _Columns(data, PREVIEW_MAX)
-    data.preview_chars = preview_chars(_count_lines(path))
-    columns = _Columns(data, data.preview_chars)
+    chooser = _Chooser(sample)
     for here, score in _records(path, Score, data):
-        columns.add(score, here)
+        data.aggregate(score)
+        chooser.add(score, here)
+    offsets, data.sampled = chooser.chosen()
+    data.preview_chars = preview_chars(len(offsets))
+    columns = _Columns(data, data.preview_chars)
+    with path.open("rb") as fh:
+        for offset in offsets:
+            fh.seek(offset)
+            columns.add(Score.model_validate_json(fh.readline()), offset)
     return columns
 
 
@@ -338,16 +472,18 @@ def _read_failures(path: Path, data: ReportData) -> None:
 
 
 def _derived_counts(data: ReportData) -> RowCounts:
-    kept = sum(1 for a in data.action if a == 0)
-    corrected = sum(1 for a in data.action if a == 1)
-    dropped = sum(1 for a in data.action if a == 2)
+    kept, corrected, dropped, _ = data.action_counts
     rejected, failed = data.rejects_total, data.failures_total
-    return RowCounts(rows=data.n_rows + rejected + failed, kept=kept, corrected=corrected,
+    return RowCounts(rows=data.total_rows + rejected + failed, kept=kept, corrected=corrected,
                      dropped=dropped, rejected=rejected, failed=failed)
 
 
-def load_output_dir(out_dir: Path, *, text_budget: int = DEFAULT_TEXT_BUDGET) -> ReportData:
+def load_output_dir(out_dir: Path, *, text_budget: int = DEFAULT_TEXT_BUDGET,
+                    sample: Sample = DEFAULT_SAMPLE) -> ReportData:
     """Read summary.json, scores.jsonl, rejects.jsonl and failed.jsonl from `out_dir`.
+
+    The charts' aggregates count every row; the table holds every row when there are at most
+    ``sample.limit`` of them, else the `Sample` (`ReportData.sampled`).
 
     Missing files are tolerated (a run stopped early still deserves a report); a
     summary.json that is not a clearapi summary is an `InputError`. Lines of scores.jsonl
@@ -364,7 +500,7 @@ def load_output_dir(out_dir: Path, *, text_budget: int = DEFAULT_TEXT_BUDGET) ->
     if summary is None and not scores_path.exists():
         raise InputError("no summary.json or scores.jsonl here: not a clearapi output folder",
                          file=str(out_dir))
-    data = ReportData(out_dir=out_dir, summary=summary, counts=RowCounts(), signals=[])
+    data = ReportData(out_dir=out_dir, summary=summary, counts=RowCounts(), signals=[], sample=sample)
     if summary is not None:
         for name in summary.signals:
             data.signals.append(name)
@@ -372,7 +508,7 @@ def load_output_dir(out_dir: Path, *, text_budget: int = DEFAULT_TEXT_BUDGET) ->
     else:
         data.notes.append("summary.json not found: counts are derived from scores.jsonl, rejects.jsonl "
                           "and failed.jsonl.")
-    columns = _read_scores(scores_path, data)
+    columns = _read_scores(scores_path, data, sample)
     _read_details(scores_path, columns, _choose_details(columns, text_budget))
     _read_rejects(rejects_path, data)
     _read_failures(failed_path, data)

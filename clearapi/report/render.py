@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
-from collections import Counter
 from datetime import UTC, datetime
 from html import escape
 from importlib.resources import files
@@ -25,7 +23,7 @@ import orjson
 from clearapi._version import __version__
 from clearapi.errors import redact
 from clearapi.records import RowCounts, RunStats
-from clearapi.report.histogram import bin_by_action, histogram_svg
+from clearapi.report.histogram import histogram_svg
 from clearapi.report.load import ACTIONS, ReportData
 
 __all__ = ["embed_json", "render_html"]
@@ -161,16 +159,10 @@ def _signal_note(note: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in note.items() if isinstance(v, str | int | float | bool))
 
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-
-
 def _reason_summary(data: ReportData, limit: int = 8) -> str:
-    """The most common reasons, numbers masked, so "why were rows dropped?" has a one-glance answer."""
-    counts: Counter[tuple[int, str]] = Counter()
-    pattern_of = [_NUMBER.sub("#", r) for r in data.reasons]
-    for action, reason in zip(data.action, data.reason, strict=True):
-        if reason >= 0:
-            counts[(action, pattern_of[reason])] += 1
+    """The most common reasons, numbers masked, so "why were rows dropped?" has a one-glance answer
+    (counted over every row, not only the table's)."""
+    counts = data.reason_counts
     if not counts:
         return ""
     rows = "".join(
@@ -186,7 +178,7 @@ def _reason_summary(data: ReportData, limit: int = 8) -> str:
 
 def _charts(data: ReportData) -> str:
     threshold = data.summary.threshold if data.summary else None
-    main = bin_by_action(data.confidence, data.action)
+    main = data.hist_confidence
     svg = histogram_svg(main, title="Confidence by action", threshold=threshold,
                         element_id="confidence-histogram", clickable=True)
     missing = f" {main.missing:,} row(s) without a confidence are not drawn." if main.missing else ""
@@ -195,17 +187,17 @@ def _charts(data: ReportData) -> str:
     parts = [
         '<section id="charts"><h2>Confidence</h2>', _legend(), '<div class="charts-grid"><div>',
         f'<div class="chart main">{svg}</div>',
-        f'<p class="hint">Click a bar to show its rows in the table.{escape(thr)}{escape(missing)}</p>',
+        f'<p class="hint">Click a bar to show its rows in the table{" (its sampled rows)" if data.sampled else ""}.'
+        f'{escape(thr)}{escape(missing)}</p>',
         _reason_summary(data), "</div>",
     ]
     if data.signals:
         notes = data.summary.signals if data.summary else {}
         parts.append('<div><h3>Signals</h3><div class="small-multiples">')
         for k, name in enumerate(data.signals):
-            values = data.signal_values[name]
-            hist = bin_by_action(values, data.action)
-            scored = [v for v in values if v is not None]
-            mean = f"mean {sum(scored) / len(scored):.3f}" if scored else "no values"
+            hist = data.signal_histogram(name)
+            scored = hist.total
+            mean = f"mean {data.signal_sums[name] / scored:.3f}" if scored else "no values"
             na = f", {hist.missing:,} n/a" if hist.missing else ""
             note = _signal_note(notes.get(name, {}))
             svg = histogram_svg(hist, title=f"{name} by action", width=320, height=150,
@@ -224,7 +216,14 @@ def _rows_section(data: ReportData) -> str:
         budget_note = (f" Full texts are embedded for {embedded:,} of the {data.detail_candidates:,} rows "
                        "with long texts or corrections (corrections and drops first); the others show "
                        f"their first {data.preview_chars} characters and the rest is in scores.jsonl.")
-    return f"""<section id="rows"><h2>Rows <span class="count" id="row-count"></span></h2>
+    sample = ""
+    if data.sampled:
+        sample = (f'<p class="banner note" id="sample-note" data-shown="{data.n_rows}" data-total="{data.total_rows}">'
+                  f"The table shows a sample of {data.n_rows:,} of {data.total_rows:,} rows: the "
+                  f"{data.sample.lowest:,} with the lowest confidence, every corrected row (up to "
+                  f"{data.sample.corrected:,}) and a random sample (seed {data.sample.seed}); the counts and "
+                  "charts above count all rows, and scores.jsonl holds every row.</p>")
+    return f"""<section id="rows"><h2>Rows <span class="count" id="row-count"></span></h2>{sample}
 <div class="controls">
 <input type="search" id="search" placeholder="Search id, prompt, response, reason…" aria-label="Search rows">
 <select id="action-filter" aria-label="Action"><option value="">all actions</option>
@@ -327,6 +326,7 @@ def _run_section(data: ReportData) -> str:
 def _payload(data: ReportData) -> dict[str, Any]:
     return {
         "n": data.n_rows,
+        "total": data.total_rows,
         "signals": data.signals,
         "line": data.line,
         "id": data.ids,

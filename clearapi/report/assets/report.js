@@ -165,7 +165,8 @@
     }
     body.appendChild(frag);
     placeDetail();
-    $("row-count").textContent = view.length === N ? int(N) : int(view.length) + " of " + int(N);
+    $("row-count").textContent = (view.length === N ? int(N) : int(view.length) + " of " + int(N)) +
+      (D.total > N ? " (sample of " + int(D.total) + ")" : "");
     $("page-info").textContent = view.length
       ? "rows " + int(start + 1) + "–" + int(end) + " of " + int(view.length) + " · page " + (state.page + 1) + " of " + int(pages)
       : "no rows match";
