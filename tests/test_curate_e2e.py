@@ -110,6 +110,7 @@ def _openai_args(emu: EmulatorThread, src: Path, out: Path, *extra: str) -> list
 
 def test_openai_sdk_against_the_emulator(tmp_path: Path, emulator: EmulatorThread,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator.configure(polite=True)  # asserts the plain 'logprobs' method of full lists
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
     src, total = _subset(tmp_path, 14)
     out = tmp_path / "out"
@@ -147,6 +148,7 @@ def test_best_answer_adds_one_temperature_zero_call_per_row(tmp_path: Path, emul
 
 def test_demonstrations_on_a_billed_api_cost_tokens_not_calls(tmp_path: Path, emulator: EmulatorThread,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator.configure(polite=True)  # counts requests exactly: needs the ideal server
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
     src, total = _subset(tmp_path, 8)
     runs = {}
@@ -370,6 +372,7 @@ def test_scores_do_not_depend_on_faults_on_a_server_with_short_top_logprobs(
 
 def test_judgements_for_early_rows_start_while_later_rows_are_still_scored(tmp_path: Path,
                                                                            emulator: EmulatorThread) -> None:
+    emulator.configure(polite=True)  # counts requests exactly: needs the ideal server
     import asyncio
 
     from clearapi.adapters import create_adapter

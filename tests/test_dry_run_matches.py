@@ -26,6 +26,7 @@ CASES = [("openai", "gpt-4o-mini", "/v1", "OPENAI_API_KEY"),
 def test_the_dry_run_states_the_real_runs_calls(provider: str, model: str, suffix: str, env: str,
                                                  tmp_path: Path, emulator: EmulatorThread,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator.configure(polite=True)  # the dry run cannot foresee retries
     monkeypatch.setenv(env, "sk-test-not-a-real-key-000")
     lines = (ROOT / "examples" / "qa.jsonl").read_text(encoding="utf-8").splitlines()[:ROWS]
     src = tmp_path / "input.jsonl"

@@ -84,6 +84,7 @@ async def emu() -> AsyncIterator[Emulator]:
 
 
 async def test_openai_shapes_logprobs_and_n(emu: Emulator) -> None:
+    emu.configure(polite=True)  # checks the ideal shape: every list as long as asked
     client = oai(emu.base_url)
     r = await client.chat.completions.create(model="gpt-4o-mini", messages=USER, n=3, logprobs=True,  # type: ignore[arg-type]
                                              top_logprobs=4, temperature=0, seed=7)
@@ -141,6 +142,7 @@ async def test_max_tokens_and_stop(emu: Emulator) -> None:
 
 
 async def test_multiple_choice_letters_with_distribution(emu: Emulator) -> None:
+    emu.configure(polite=True)  # checks the ideal shape: every list as long as asked
     client = oai(emu.base_url)
     r = await client.chat.completions.create(
         model="m", messages=[{"role": "user", "content": MCQ}], max_tokens=1, logprobs=True,
@@ -719,3 +721,23 @@ def test_short_top_logprobs_and_empty_completions_are_seeded_and_switchable() ->
                        for p in prompts]  # a pure function of seed and request: retries see the same
     assert lengths != [_top_lengths(DefaultResponder(seed=4, exact_top_logprobs=False, empty_rate=0.1), p)
                        for p in prompts]
+
+
+def test_defaults_are_rude_and_polite_is_the_ideal_server() -> None:
+    from clearapi_testing.emulator.__main__ import _parser, config_from_args
+    from clearapi_testing.emulator.faults import FaultPlan
+
+    rude = EmulatorConfig()
+    assert not rude.exact_top_logprobs and rude.empty_rate > 0 and rude.stray_500_rate > 0
+    plan, again = FaultPlan(rude), FaultPlan(rude)
+    kinds = [plan.pick(n, "openai") for n in range(1, 2001)]
+    assert 10 < kinds.count("500") < 80 and set(kinds) == {None, "500"}  # about 2%, retryable
+    assert kinds == [again.pick(n, "openai") for n in range(1, 2001)]  # seeded
+    polite = EmulatorConfig(polite=True)
+    assert polite.exact_top_logprobs and polite.empty_rate == 0 and polite.stray_500_rate == 0
+    plan = FaultPlan(polite)
+    assert {plan.pick(n, "openai") for n in range(1, 2001)} == {None}
+    # polite wins when merged into a full dump, as `configure` does
+    assert EmulatorConfig.model_validate({**rude.model_dump(), "polite": True}).stray_500_rate == 0
+    assert config_from_args(_parser().parse_args(["--polite"])).exact_top_logprobs
+    assert config_from_args(_parser().parse_args([])).empty_rate == rude.empty_rate

@@ -53,10 +53,10 @@ def test_every_request_answered_under_faults_same_as_clean_and_zero_calls_on_rer
         emulator_factory: Callable[..., EmulatorThread], tmp_path: Path, provider: str, model: str,
         suffix: str) -> None:
     n = 80
-    clean_emu = emulator_factory(api_key=KEY, **FAST)
+    clean_emu = emulator_factory(api_key=KEY, polite=True, **FAST)  # counts faults exactly
     clean = asyncio.run(run_all(engine_for(clean_emu, provider, model, suffix, tmp_path / "clean.sqlite"), n))
 
-    faulty = emulator_factory(api_key=KEY, fault_rate=0.10, seed=7, ratelimit_headers=True, **FAST)
+    faulty = emulator_factory(api_key=KEY, fault_rate=0.10, seed=7, ratelimit_headers=True, polite=True, **FAST)
     engine = engine_for(faulty, provider, model, suffix, tmp_path / "faulty.sqlite")
     answers = asyncio.run(run_all(engine, n))
     stats, emu_stats = engine.stats, faulty.stats()
@@ -101,7 +101,7 @@ def test_a_wrong_key_stops_the_run_fast_with_a_clear_message(
 def test_insufficient_quota_stops_the_run_and_keeps_finished_work(
         emulator_factory: Callable[..., EmulatorThread], tmp_path: Path, provider: str, model: str,
         suffix: str) -> None:
-    emu = emulator_factory(api_key=KEY, fault_at={40: "insufficient_quota"}, **FAST)
+    emu = emulator_factory(api_key=KEY, fault_at={40: "insufficient_quota"}, polite=True, **FAST)  # counts requests
     cache = tmp_path / "c.sqlite"
     engine = engine_for(emu, provider, model, suffix, cache, max_concurrency=4)
     got: list[str] = []
@@ -193,7 +193,7 @@ _KILLED_RUN = textwrap.dedent("""
 def test_a_run_killed_with_sigkill_resumes_without_repeating_completed_requests(
         emulator_factory: Callable[..., EmulatorThread], tmp_path: Path) -> None:
     n = 200
-    emu = emulator_factory(api_key=KEY, latency={"kind": "fixed", "ms": 20}, **FAST)
+    emu = emulator_factory(api_key=KEY, latency={"kind": "fixed", "ms": 20}, polite=True, **FAST)  # counts requests
     cache = tmp_path / "c.sqlite"
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root))

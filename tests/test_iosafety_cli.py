@@ -92,6 +92,7 @@ def _fifo_writer(path: Path, data: bytes) -> threading.Thread:
 def test_piped_input_gives_the_same_rows_and_scores_as_the_file(tmp_path: Path, emulator: EmulatorThread) -> None:
     """-, /dev/stdin, a FIFO, a process substitution and gzip on stdin, against the same data in a file;
     demonstrations on, so the input is read three times (demonstration pool, scoring, deciding)."""
+    emulator.configure(polite=True)  # compares request counts too
     data = _data(6)
     src = tmp_path / "data.jsonl"
     src.write_bytes(data)
@@ -205,7 +206,7 @@ def _stopped(done: subprocess.CompletedProcess[str], out: Path, before: dict[str
 
 
 def test_a_stopped_run_keeps_the_previous_complete_outputs(tmp_path: Path, emulator_factory: Any) -> None:
-    emu = emulator_factory(api_key=KEY)
+    emu = emulator_factory(api_key=KEY, polite=True)  # "N API call(s) made" vs the server's count: see report
     src = tmp_path / "data.jsonl"
     src.write_bytes(_data(14))
     out = tmp_path / "out"

@@ -66,8 +66,8 @@ def test_separate_judge_on_its_own_emulator(tmp_path: Path, emulator_factory: An
     """Scorer on one loopback API, judge on another: each engine's calls land on its own server and
     in its own counts; the corrected rows carry both orders of the judge's verdict and its bias."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
-    scorer: EmulatorThread = emulator_factory()
-    judge: EmulatorThread = emulator_factory()
+    scorer: EmulatorThread = emulator_factory(polite=True)  # counts each server's requests exactly
+    judge: EmulatorThread = emulator_factory(polite=True)
     src = tmp_path / "input.jsonl"
     src.write_text("\n".join(EXAMPLES.read_text(encoding="utf-8").splitlines()[:12]) + "\n", encoding="utf-8")
     out = tmp_path / "out"

@@ -36,9 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-kinds", help=f"comma-separated pool for --fault-rate, from {','.join(ALL_FAULTS)}")
     p.add_argument("--hang-seconds", type=float)
     p.add_argument("--ratelimit-headers", action="store_true", help="send x-ratelimit-* headers (as OpenAI does)")
+    p.add_argument("--polite", action="store_true",
+                   help="the ideal server: exact top_logprobs lists, no empty completions, no stray 500s")
     p.add_argument("--short-top-logprobs", action="store_true",
-                   help="list fewer top_logprobs than asked for some tokens (as many servers do)")
-    p.add_argument("--empty-rate", type=float, default=0.0, help="share of free-text completions that are empty")
+                   help="list fewer top_logprobs than asked for some tokens (the default unless --polite)")
+    p.add_argument("--empty-rate", type=float, help="share of free-text completions that are empty (default 0.02)")
+    p.add_argument("--stray-500-rate", type=float, help="share of requests answered 500 (default 0.02)")
     p.add_argument("--cassette", action="append", type=Path, help="replay only from this cassette (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--api-key-env", metavar="VAR", help="require the key held in this environment variable")
@@ -49,9 +52,12 @@ def _parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     data = orjson.loads(args.config) if args.config else {}
     data.update(host=args.host, port=args.port, seed=args.seed, burst_seconds=args.burst_seconds,
-                fault_rate=args.fault_rate, ratelimit_headers=args.ratelimit_headers,
-                exact_top_logprobs=not args.short_top_logprobs, empty_rate=args.empty_rate)
-    for name in ("rpm", "tpm", "hang_seconds"):
+                fault_rate=args.fault_rate, ratelimit_headers=args.ratelimit_headers)
+    if args.polite:
+        data["polite"] = True
+    if args.short_top_logprobs:
+        data["exact_top_logprobs"] = False
+    for name in ("rpm", "tpm", "hang_seconds", "empty_rate", "stray_500_rate"):
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)
     if args.fault_kinds:

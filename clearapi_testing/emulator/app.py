@@ -70,7 +70,8 @@ class App:
         self.state.config = new
         if changed("rpm", "tpm", "burst_seconds"):
             self.limits = RateLimits(new.rpm, new.tpm, new.burst_seconds, self._clock)
-        if changed("fault_rate", "fault_kinds", "fault_rates", "fault_script", "fault_at", "seed"):
+        if changed("fault_rate", "fault_kinds", "fault_rates", "fault_script", "fault_at", "seed",
+                   "stray_500_rate"):
             self.faults = FaultPlan(new)
         if changed("cassette"):
             self.player: CassettePlayer | None = player_from(new.cassette)

@@ -71,6 +71,9 @@ class EmulatorConfig(BaseModel):
     fault_rate: float = Field(0.0, ge=0, le=1)
     fault_kinds: list[FaultKind] = Field(default_factory=lambda: list(TRANSIENT_FAULTS))
     fault_rates: dict[FaultKind, float] = Field(default_factory=dict)
+    #: share of requests answered with a retryable 500 whatever else is set, as real servers now and
+    #: then do; drawn from its own seeded stream so it does not shift the other faults
+    stray_500_rate: float = Field(0.02, ge=0, le=1)
     #: e.g. [("500", 3), ("ok", 2), ("reset", 1)]: the next API requests, in order
     fault_script: list[tuple[FaultKind | Literal["ok"], int]] = Field(default_factory=list)
     #: e.g. {1: "500", 4: "hang"}: 1-based API request number since start or /reset
@@ -84,11 +87,14 @@ class EmulatorConfig(BaseModel):
     # answers
     #: substring of the last user message -> fixed answer text
     answers: dict[str, str] = Field(default_factory=dict)
-    #: every ``top_logprobs`` list as long as asked; False makes it list fewer, as real servers do
-    #: for some tokens (which ones is a pure function of the seed and the request)
-    exact_top_logprobs: bool = True
+    #: the defaults are rude like real servers, so a test meets what production meets; ``polite=True``
+    #: is the ideal server (exact lists, no empty completions, no stray 500s) for a test that needs it
+    polite: bool = False
+    #: every ``top_logprobs`` list as long as asked; False (the default) lists fewer for some tokens,
+    #: as real servers do (which ones is a pure function of the seed and the request)
+    exact_top_logprobs: bool = False
     #: share of free-text completions that come back empty, chosen by the seed and the request
-    empty_rate: float = Field(0.0, ge=0, le=1)
+    empty_rate: float = Field(0.02, ge=0, le=1)
     #: a multiple-choice question gets a bare option letter when max_tokens is at most this
     mc_max_tokens: int = Field(5, ge=1)
     models: list[str] = Field(default_factory=lambda: ["gpt-4o-mini", "gpt-4.1-nano", "claude-3-5-haiku-latest",
@@ -102,6 +108,14 @@ class EmulatorConfig(BaseModel):
 
     #: replay mode: answer API requests only from these cassettes (miss -> 404 ``cassette_miss``)
     cassette: Path | list[Path] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _polite(cls, data: object) -> object:
+        # polite wins over the rude settings, also when `configure` merges it into a full dump
+        if isinstance(data, dict) and data.get("polite"):
+            return {**data, "exact_top_logprobs": True, "empty_rate": 0.0, "stray_500_rate": 0.0}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> EmulatorConfig:

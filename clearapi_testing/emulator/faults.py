@@ -8,7 +8,8 @@ Choice, in order of precedence (all reproducible for a given `seed`):
 3. ``fault_rates``: an independent probability per kind;
 4. ``fault_rate``: a total probability, the kind drawn uniformly from ``fault_kinds`` (kinds that do
    not exist for the route's provider are left out: ``529`` is Anthropic's, ``insufficient_quota``
-   OpenAI's).
+   OpenAI's);
+5. ``stray_500_rate`` (on by default, off with ``polite``): a plain 500, from its own stream.
 
 Kinds: ``500``, ``503``, ``429`` (spurious, with ``retry-after``), ``insufficient_quota`` (OpenAI:
 429 with type and code ``insufficient_quota``; Anthropic: its real 400 "credit balance is too low"),
@@ -49,6 +50,7 @@ class FaultPlan:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.rng = random.Random(f"{config.seed}:faults")
+        self.stray_rng = random.Random(f"{config.seed}:stray500")
         self._segment = 0
         self._used = 0
 
@@ -77,6 +79,8 @@ class FaultPlan:
             pool = [k for k in cfg.fault_kinds if _applies(k, provider)]
             if pool:
                 return self.rng.choice(pool)
+        if cfg.stray_500_rate and self.stray_rng.random() < cfg.stray_500_rate:
+            return "500"
         return None
 
 
