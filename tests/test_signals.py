@@ -253,3 +253,41 @@ def test_weight_tables() -> None:
     assert weights_for("gpt-4o-mini") == {"consistency": 0.5, "self_rating": 0.3, "likelihood": 0.1, "pmi": 0.1}
     only = weights_for("gpt-4o-mini", {"self_rating"})
     assert set(only) == {"self_rating"}
+
+
+# --- answer-aware agreement and the copy signal -----------------------------------------------
+
+
+def test_focused_agreement_sees_a_single_entity_contradiction() -> None:
+    from clearapi.clear.signals import focused_agreement
+    from clearapi.clear.similarity import agreement
+    prompt = "What is the capital of England?"
+    wrong, right = "The capital of England is Copenhagen.", "The capital of England is London."
+    assert agreement(wrong, right) >= 0.8  # lexical agreement calls them the same
+    assert focused_agreement(wrong, right, prompt) == 0.0
+    assert focused_agreement("London.", right, prompt) == 1.0
+
+
+def test_focused_agreement_falls_back_when_one_side_adds_nothing() -> None:
+    from clearapi.clear.signals import answer_tokens, focused_agreement
+    from clearapi.clear.similarity import agreement
+    prompt = "Is the capital of England London?"
+    assert answer_tokens("The capital of England is London.", prompt) == []
+    assert focused_agreement("London.", "Yes, London.", prompt) == agreement("London.", "Yes, London.")
+
+
+def test_focused_contradiction_by_a_confident_answer_scores_low() -> None:
+    from clearapi.clear.signals import answer_agreement, focused_agreement
+    a = focused_agreement("7 + 16 = 22.", "7 + 16 = 23.", "What is 7 + 16?")
+    assert answer_agreement(a, 0.9) < 0.2
+
+
+def test_copy_ratio_tells_a_passage_sentence_from_an_answer_using_it() -> None:
+    from clearapi.clear.signals import copy_ratio
+    prompt = ("Summarise this passage.\n\nThe cache keeps answers on disk. Re-runs with the same requests "
+              "are free. Keys hash the whole request.")
+    assert copy_ratio("Re-runs with the same requests are free.", prompt) == 1.0
+    used = copy_ratio("It stores model answers on disk so re-runs are free.", prompt)
+    assert used is not None and used < 0.5
+    assert copy_ratio("", prompt) is None
+    assert copy_ratio("Nothing here matches.", prompt) == 0.0

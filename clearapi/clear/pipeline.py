@@ -58,6 +58,8 @@ from clearapi.clear.signals import (
     certainty,
     completeness,
     consistency_with,
+    copy_ratio,
+    focused_agreement,
     geometric_mean_probability,
     logistic,
     mean_logprob,
@@ -457,6 +459,10 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
             signals["answer_confidence"] = best.sample.confidence
             signals["answer_agreement"] = _mean([answer_agreement(a, b.confidence)
                                                  for a, b in zip(agreements, answers.best, strict=True)])
+            # recorded, unweighted until measured on long contexts (docs/method.md)
+            signals["focused_agreement"] = _mean([
+                answer_agreement(focused_agreement(example.response, b.sample.text, example.prompt_text), b.confidence)
+                for b in answers.best])
             if best.sample.text.strip():
                 candidate = Candidate(best.sample.text, best.confidence, agreements[i])
             details["candidate"] = best.sample.text
@@ -480,6 +486,8 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
         details["response_tokens"] = len(scored[0].cond)
         if len(scored) > 1:
             details["pmi_by_set"] = pmis
+    copied = copy_ratio(example.response, example.prompt_text)
+    signals["copy"] = None if copied is None else 1.0 - copied
     weights = weights_for(model, {k for k, v in signals.items() if v is not None})
     confidence = combine(signals, weights)
     details["weights"] = weights

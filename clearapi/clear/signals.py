@@ -50,6 +50,15 @@ Signals
     likely, which plain likelihood cannot: short generic text, a response that belongs to
     another row and a sentence copied from the passage are likely without the question.
 
+``focused_agreement``
+    ``answer_agreement`` on the words the two answers add to the prompt (`focused_agreement`):
+    a one-entity contradiction ("... is Copenhagen." vs "... is London.") is a full disagreement,
+    not a near-match. Recorded, not yet weighted.
+``copy``
+    1 − the longest run of y's tokens found verbatim in the prompt over y's length
+    (`copy_ratio`): near 0 for a response that *is* a sentence of the passage. No call.
+    Recorded, not yet weighted.
+
 How they are combined lives in `clearapi.clear.combine`.
 """
 
@@ -59,15 +68,18 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from clearapi.clear.similarity import agreement, exact_match
+from clearapi.clear.similarity import STOP_WORDS, agreement, exact_match, tokens
 
 __all__ = [
     "CONSISTENCY_ALPHA",
     "SIGNAL_NAMES",
     "answer_agreement",
+    "answer_tokens",
     "certainty",
     "completeness",
     "consistency_with",
+    "copy_ratio",
+    "focused_agreement",
     "geometric_mean_probability",
     "logistic",
     "mean_logprob",
@@ -81,7 +93,7 @@ __all__ = [
 
 #: every signal a row can carry, in the order summaries and benchmarks list them
 SIGNAL_NAMES: tuple[str, ...] = ("self_rating", "consistency", "answer_agreement", "answer_confidence",
-                                 "likelihood", "pmi", "completeness")
+                                 "likelihood", "pmi", "completeness", "focused_agreement", "copy")
 CONSISTENCY_ALPHA = 0.8
 #: where the end-of-turn log-probability maps to completeness 0.5, and how fast it falls
 END_CENTER = -11.0
@@ -224,3 +236,47 @@ def answer_agreement(agreement: float, confidence: float) -> float:
     a = min(1.0, max(0.0, agreement))
     c = min(1.0, max(0.0, confidence))
     return 1.0 - (1.0 - a) * c
+
+
+def _content(text: str) -> list[str]:
+    return [t for t in tokens(text) if t not in STOP_WORDS]
+
+
+def answer_tokens(text: str, prompt: str) -> list[str]:
+    """The tokens of `text` that say something the prompt does not: its own words minus the prompt's."""
+    asked = set(tokens(prompt))
+    return [t for t in _content(text) if t not in asked]
+
+
+def focused_agreement(response: str, answer: str, prompt: str) -> float:
+    """Agreement of two answers on what they add to the prompt, not on the words they repeat from it.
+
+    "The capital of England is Copenhagen." and "... London." share every word but the answer;
+    with the question's words gone, only "copenhagen" and "london" are compared. Falls back to
+    plain agreement when either side adds nothing of its own.
+    """
+    a, b = answer_tokens(response, prompt), answer_tokens(answer, prompt)
+    if not a or not b:
+        return agreement(response, answer)
+    return agreement(" ".join(a), " ".join(b))
+
+
+def copy_ratio(response: str, prompt: str) -> float | None:
+    """Longest run of the response's tokens found verbatim (contiguous) in the prompt, over its length.
+
+    Near 1: the response *is* a piece of the prompt (a passage sentence); a short span inside a
+    longer answer is a response that uses the passage. None for an empty response.
+    """
+    ys, xs = tokens(response), tokens(prompt)
+    if not ys:
+        return None
+    best = 0
+    prev = [0] * (len(xs) + 1)
+    for y in ys:
+        cur = [0] * (len(xs) + 1)
+        for j, x in enumerate(xs, 1):
+            if x == y:
+                cur[j] = prev[j - 1] + 1
+                best = max(best, cur[j])
+        prev = cur
+    return best / len(ys)

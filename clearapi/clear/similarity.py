@@ -24,7 +24,7 @@ import re
 import unicodedata
 from collections import Counter
 
-__all__ = ["agreement", "containment", "exact_match", "normalize", "token_f1", "tokens"]
+__all__ = ["STOP_WORDS", "agreement", "containment", "exact_match", "normalize", "token_f1", "tokens"]
 
 _ARTICLES = {"a", "an", "the"}
 # Words that carry no answer content: kept out of containment so "It is" does not match.
@@ -33,6 +33,8 @@ _STOP = _ARTICLES | {
     "and", "or", "for", "with", "by", "as", "from", "about", "answer", "i", "you", "he", "she", "they",
     "we", "there", "has", "have", "had", "do", "does", "did", "so", "which",
 }
+#: words that carry no answer content (public for signals that compare answers)
+STOP_WORDS: frozenset[str] = frozenset(_STOP)
 _NUMBER_WORDS = {
     "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
     "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20",
