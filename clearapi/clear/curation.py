@@ -164,10 +164,18 @@ class CurateOptions:
         return [JudgeSpec(p, pick(models, i), pick(urls, i)) for i, p in enumerate(providers)]
     #: process only the first N input rows (demonstrations are still drawn from the file's first rows)
     limit: int | None = None
+    #: where rows are scored: "local" (this process) or "ray" (an actor pool; `clearapi.executors`)
+    executor: Literal["local", "ray"] = "local"
+    #: Ray workers (None: 2)
+    workers: int | None = None
 
     def check(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"executor must be 'local' or 'ray', got {self.executor!r}")
+        if self.workers is not None and (self.workers < 1 or self.executor != "ray"):
+            raise ConfigError(f"workers must be >= 1 and needs executor 'ray', got {self.workers}")
         if self.threshold is not None and self.filter_fraction is not None:
             raise ConfigError("give either --threshold or --filter-fraction, not both")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -285,6 +293,31 @@ def failed_row(file: str, example: Example, exc: ClearAPIError) -> FailedRow:
                      error=f"{type(exc).__name__}: {exc}", attempts=exc.attempts)
 
 
+async def score_row(engine: Engine, example: Example, plan: ScoringPlan, file: str, *, model: str,
+                    demos: DemoPool | None) -> Score | FailedRow:
+    """One row's score, or its failed.jsonl line (what every executor runs per row)."""
+    try:
+        return await score_example(engine, example, plan, model=model, demos=demos)
+    except ROW_ERRORS as exc:
+        return failed_row(file, example, exc)
+
+
+#: the "score these rows" stage: `_score_rows` here, or an executor's (`clearapi.executors`)
+ScoreRows = Callable[..., AsyncIterator[Score | Reject | FailedRow]]
+
+
+@contextlib.asynccontextmanager
+async def _score_stage(opts: CurateOptions, engine: Engine) -> AsyncIterator[ScoreRows]:
+    """Only scoring is distributed: reading, deciding and writing stay in this process."""
+    if opts.executor != "ray":
+        yield _score_rows
+        return
+    from clearapi.executors.ray_exec import RayExecutor
+
+    async with RayExecutor(opts, engine) as executor:
+        yield executor.score_rows
+
+
 async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan, file: str,
                       then: Callable[[Example, Score], Awaitable[Score]] | None = None,
                       limit: int | None = None) -> AsyncIterator[Score | Reject | FailedRow]:
@@ -297,11 +330,8 @@ async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan, 
     async def one(item: Example | Reject) -> Score | Reject | FailedRow:
         if isinstance(item, Reject):
             return item
-        try:
-            scored = await score_example(engine, item, plan, model=model, demos=demos)
-        except ROW_ERRORS as exc:
-            return failed_row(file, item, exc)
-        return scored if then is None else await then(item, scored)
+        scored = await score_row(engine, item, plan, file, model=model, demos=demos)
+        return scored if then is None or isinstance(scored, FailedRow) else await then(item, scored)
 
     from clearapi.sources import count_rows
 
@@ -336,7 +366,8 @@ async def score(input: Input, *, engine: Engine | None = None,
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
         plan = _plan(engine.capabilities, opts)
-        async for item in _score_rows(engine, reader, plan, reader.name, limit=opts.limit):
+        score_rows = await stack.enter_async_context(_score_stage(opts, engine))
+        async for item in score_rows(engine, reader, plan, reader.name, limit=opts.limit):
             if isinstance(item, Reject):
                 if on_reject is not None:
                     on_reject(item)
@@ -436,8 +467,9 @@ async def curate(input: Input, out_dir: str | os.PathLike[str], *,
         judges = [(spec.name, await stack.enter_async_context(_judge_engine(spec, opts)))
                   for spec in opts.judges()]
         await asyncio.to_thread(stack.enter_context, folder)
+        score_rows = await stack.enter_async_context(_score_stage(opts, engine))
         summary = await _run(engine, reader, reader.name, folder.stage, opts, started, output_dir=out,
-                             judges=judges)
+                             judges=judges, score_rows=score_rows)
         if not summary.completed:  # partial results go under names that say so
             summary.outputs = {k: partial_name(v) for k, v in summary.outputs.items()}
             write_json_atomic(folder.stage / OUTPUTS["summary"], summary)
@@ -447,7 +479,8 @@ async def curate(input: Input, out_dir: str | os.PathLike[str], *,
 
 
 async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opts: CurateOptions,
-               started: str, *, output_dir: Path, judges: list[tuple[str, Engine]] | None = None) -> Summary:
+               started: str, *, output_dir: Path, judges: list[tuple[str, Engine]] | None = None,
+               score_rows: ScoreRows | None = None) -> Summary:
     plan = _plan(engine.capabilities, opts)
     judges = judges or []
     panel = Panel([(name, e, ScoringPlan.for_capabilities(e.capabilities, seed=opts.seed)) for name, e in judges],
@@ -482,7 +515,7 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         with scratch.open("wb") as fh:
             try:
                 early_decide = decide_now if opts.filter_fraction is None and opts.threshold is not None else None
-                async for item in _score_rows(engine, reader, plan, input, early_decide, opts.limit):
+                async for item in (score_rows or _score_rows)(engine, reader, plan, input, early_decide, opts.limit):
                     tally.counts.rows += 1
                     tally.last_line = item.line
                     if isinstance(item, Reject):

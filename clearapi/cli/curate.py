@@ -65,6 +65,10 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="process only the first N rows of INPUT (to try a big file; demonstrations are still "
                         "drawn from its first rows, so those rows score as in a full run)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where rows are scored: this process, or a pool of Ray workers sharing one rate limit "
+                        "(needs clearapi[ray]; $RAY_ADDRESS names a cluster, else a local one is started)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="--executor ray: workers (default 2)")
     p.add_argument("--dry-run", action="store_true", help="make no call; print planned calls, tokens and cost")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: on a terminal or in a notebook)")
@@ -146,7 +150,8 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
                 timeout=args.timeout, breaker=args.breaker, samples=args.samples, best_answer=args.best_answer, demonstrations=args.demonstrations,
                 demo_sets=args.demo_sets, seed=args.seed, max_cost=args.max_cost,
                 prompt_column=args.prompt_column, response_column=args.response_column,
-                progress=False if args.quiet and args.progress is None else args.progress, limit=args.limit)
+                progress=False if args.quiet and args.progress is None else args.progress, limit=args.limit,
+                executor=args.executor, workers=args.workers)
 
 
 def describe(summary: Summary) -> str:

@@ -329,6 +329,23 @@ class Engine:
             self._rows.set_total(total)
         return self._rows
 
+    def share_limits(self, pacer: Pacer, rates: AdaptiveRates) -> None:
+        """Pace every call with a limiter other engines use too (`clearapi.executors`: one limit
+        for a cluster's workers, not one each). Call before the first call."""
+        self._pacer = pacer
+        self._rates = rates
+
+    def add_stats(self, other: RunStats) -> None:
+        """Count what other processes did for this engine's run (an executor's workers), so one
+        summary tells the whole run."""
+        s = self._stats
+        for name in ("requests", "logical_calls", "cache_hits", "rate_limited", "failures", "batches",
+                     "batch_requests", "prompt_tokens", "completion_tokens"):
+            setattr(s, name, getattr(s, name) + getattr(other, name))
+        for reason, count in other.retries.items():
+            s.retries[reason] = s.retries.get(reason, 0) + count
+        self._budget.spent += other.cost_usd
+
     def stop(self, error: FatalError) -> None:
         """Stop every call of this engine with `error` (what a run-stopping error does)."""
         if self._stopped is not None:
