@@ -24,6 +24,7 @@ import asyncio
 import dataclasses
 import itertools
 import os
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
@@ -31,11 +32,13 @@ from typing import Any, Self
 
 from clearapi.clear.demos import DemoPool
 from clearapi.clear.pipeline import ScoringPlan
+from clearapi.connect import resolve_api_key
 from clearapi.datasets import DatasetReader
 from clearapi.engine import Engine
 from clearapi.engine.engine import RateLimits, _sends_ratelimit_headers
 from clearapi.errors import ConfigError, FatalError
 from clearapi.executors.pacing import LimiterState, RemotePacer, RemoteRates, SharedLimiter
+from clearapi.profiles import Profile
 from clearapi.records import Example, FailedRow, Reject, RunStats, Score
 
 __all__ = ["DEFAULT_WORKERS", "RayExecutor", "RaySession", "ScoringWorker", "import_ray"]
@@ -47,6 +50,8 @@ BATCHES_PER_WORKER = 2
 MAX_RESTARTS = 4
 #: the object store of a local cluster started for a run: batches of rows are small
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024 * 1024
+#: the workers' actor names start with this
+WORKER_NAME = "clearapi-scorer"
 
 _COUNTERS = ("requests", "logical_calls", "cache_hits", "rate_limited", "failures", "batches", "batch_requests",
              "prompt_tokens", "completion_tokens")
@@ -85,9 +90,9 @@ class RaySession:
             import_ray().shutdown()
 
 
-def limiter_for(engine: Engine, opts: Any) -> dict[str, Any]:
-    """The shared limiter's settings: what the driver's engine would pace by on its own."""
-    guess = engine.profile.limits if _sends_ratelimit_headers(engine.profile, opts.base_url) else None
+def limiter_for(profile: Profile, opts: Any) -> dict[str, Any]:
+    """The shared limiter's settings: what one engine with these options would pace by."""
+    guess = profile.limits if _sends_ratelimit_headers(profile, opts.base_url) else None
     return dict(rpm=opts.rpm, tpm=opts.tpm, default_rpm=guess.rpm if guess else None,
                 default_tpm=guess.tpm if guess else None, burst_seconds=RateLimits().burst_seconds)
 
@@ -175,7 +180,9 @@ class RayExecutor:
         if opts.max_cost is not None:
             raise ConfigError("--max-cost is kept per process, so it cannot hold a cluster's spending; "
                               "run it without --executor ray")
-        self.opts = opts
+        # the driver's key goes to the workers (a cluster's processes need not share its
+        # environment); it travels in the actors' arguments, never into a log or an output
+        self.opts = dataclasses.replace(opts, api_key=resolve_api_key(engine.profile, opts.api_key))
         self.engine = engine
         self.workers = opts.workers or DEFAULT_WORKERS
         self.batch_rows = batch_rows or engine.max_concurrency
@@ -183,12 +190,13 @@ class RayExecutor:
         self._ray: Any = None
         self.limiter: Any = None
         self.actors: list[Any] = []
+        self._args: list[Any] = []
 
     async def __aenter__(self) -> Self:
         self._ray = self._session.__enter__()  # in the main thread: Ray sets its signal handlers there
         ray = self._ray
         self.limiter = ray.remote(SharedLimiter).options(num_cpus=0, max_restarts=-1).remote(
-            **limiter_for(self.engine, self.opts))
+            **limiter_for(self.engine.profile, self.opts))
         state = await asyncio.wrap_future(self.limiter.state.remote().future())
         share(self.engine, self.limiter, state)
         self._state = state
@@ -209,10 +217,14 @@ class RayExecutor:
 
     def _start(self, plan: ScoringPlan, file: str, model: str, demos: DemoPool | None) -> None:
         ray = self._ray
-        worker = ray.remote(ScoringWorker).options(num_cpus=1, max_restarts=MAX_RESTARTS,
-                                                  max_task_retries=MAX_RESTARTS)
-        self.actors = [worker.remote(self.opts, plan, file, model, demos, self.limiter, self._state)
-                       for _ in range(self.workers)]
+        worker = ray.remote(ScoringWorker)
+        run = uuid.uuid4().hex[:8]  # named, so an operator (or a test) can find a run's workers
+        # held for the whole run: a restarted worker is built from these same objects again
+        self._args = [ray.put(x) for x in (self.opts, plan, file, model, demos)]
+        self.actors = [worker.options(name=f"{WORKER_NAME}-{run}-{i}", num_cpus=1, max_restarts=MAX_RESTARTS,
+                                      max_task_retries=MAX_RESTARTS)
+                       .remote(*self._args, self.limiter, self._state)
+                       for i in range(self.workers)]
 
     async def score_rows(self, engine: Engine, reader: DatasetReader, plan: ScoringPlan, file: str,
                          then: Callable[[Example, Score], Awaitable[Score]] | None = None,
