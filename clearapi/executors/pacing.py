@@ -98,7 +98,7 @@ class RemotePacer(Pacer):
         if self._stop is None:
             self._stop = asyncio.get_running_loop().create_future()
         ref = self._limiter.acquire.remote(float(tokens), float(requests))
-        answer = asyncio.wrap_future(ref.future())
+        answer = ref.as_future()
         try:
             await asyncio.wait((answer, self._stop), return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:

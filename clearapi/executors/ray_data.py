@@ -94,11 +94,12 @@ class _Scorer:
 
 
 def score_dataset(ds: Any, *, workers: int = DEFAULT_WORKERS, batch_rows: int | None = None,
-                  **options: Any) -> Any:
+                  num_cpus: float = 0.5, **options: Any) -> Any:
     """`ds` (a ``ray.data.Dataset`` of rows any clearapi reader takes) with the score columns
     added. Takes `clearapi.score`'s options (provider, model, base_url, rpm, tpm, samples, seed,
     cache...); `workers` actors score it, `batch_rows` rows at a time (default: the provider's
-    concurrency bound). The dataset is lazy, as Ray Data's are: the calls happen when it is consumed."""
+    concurrency bound), each reserving `num_cpus` (a hosted API's worker mostly waits; give the
+    embedded model's workers whole cores, and leave the cluster some for reading and writing). The dataset is lazy, as Ray Data's are: the calls happen when it is consumed."""
     ray = import_ray()
     from clearapi.clear.curation import _options
 
@@ -114,4 +115,4 @@ def score_dataset(ds: Any, *, workers: int = DEFAULT_WORKERS, batch_rows: int | 
     state = ray.get(limiter.state.remote())
     return ds.map_batches(_Scorer, fn_constructor_args=(opts, demos, limiter, state), batch_format="pyarrow",
                           batch_size=batch_rows or opts.max_concurrency or profile.limits.max_concurrency,
-                          concurrency=workers, num_cpus=1, zero_copy_batch=False)
+                          concurrency=workers, num_cpus=num_cpus, zero_copy_batch=False)

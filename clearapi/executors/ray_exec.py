@@ -197,7 +197,7 @@ class RayExecutor:
         ray = self._ray
         self.limiter = ray.remote(SharedLimiter).options(num_cpus=0, max_restarts=-1).remote(
             **limiter_for(self.engine.profile, self.opts))
-        state = await asyncio.wrap_future(self.limiter.state.remote().future())
+        state = await self.limiter.state.remote().as_future()
         share(self.engine, self.limiter, state)
         self._state = state
         return self
@@ -207,7 +207,7 @@ class RayExecutor:
         ray = self._ray
         try:
             if self.actors:
-                closing = [asyncio.wrap_future(a.close.remote().future()) for a in self.actors]
+                closing = [a.close.remote().as_future() for a in self.actors]
                 await asyncio.wait(closing, timeout=30)
             for actor in [*self.actors, self.limiter]:
                 if actor is not None:
@@ -277,7 +277,7 @@ class RayExecutor:
                 pending.append(_Batch(items, -1, None))
                 return
             i = min(range(self.workers), key=loads.__getitem__)
-            answer = asyncio.wrap_future(self.actors[i].score.remote(examples).future())
+            answer = self.actors[i].score.remote(examples).as_future()
             loads[i] += 1
             answer.add_done_callback(lambda _: loads.__setitem__(i, loads[i] - 1))
             pending.append(_Batch(items, i, answer))
