@@ -55,7 +55,7 @@ from clearapi.clear.policy import (
 )
 from clearapi.clear.signals import SIGNAL_NAMES
 from clearapi.datasets import DatasetReader, ReadStats
-from clearapi.engine import Engine
+from clearapi.engine import Engine, RateLimits, Retries
 from clearapi.engine.batch import BatchOptions
 from clearapi.engine.cache import default_cache_path
 from clearapi.errors import (
@@ -95,9 +95,10 @@ def _engine(opts: CurateOptions) -> Engine:
             raise ConfigError("--model-path is for the local provider (a GGUF file)")
         model = str(Path(opts.model_path).expanduser())
     batch = BatchOptions(retry=opts.batch_retry, poll_interval=opts.batch_poll_interval) if opts.batch else False
-    return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key, rpm=opts.rpm,
-                  tpm=opts.tpm, max_concurrency=opts.max_concurrency, cache=opts.cache, max_cost=opts.max_cost,
-                  progress=opts.progress, batch=batch, timeout=opts.timeout, breaker=opts.breaker)
+    return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key,
+                  limits=RateLimits(rpm=opts.rpm, tpm=opts.tpm, max_concurrency=opts.max_concurrency),
+                  retries=Retries(timeout=opts.timeout), breaker=opts.breaker, batch=batch, cache=opts.cache,
+                  max_cost=opts.max_cost, progress=opts.progress)
 
 
 def cache_path(cache: str | os.PathLike[str] | bool | None) -> Path | None:
