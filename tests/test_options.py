@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import clearapi
+from clearapi.clear.options import SECRETS, CurateOptions
 from clearapi.cli import build_parser, main
 from clearapi.cli.curate import common_options
-from clearapi.clear.options import SECRETS, CurateOptions
 from clearapi_testing.emulator import EmulatorThread
 
 ROOT = Path(__file__).resolve().parents[1]
