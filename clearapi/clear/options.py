@@ -236,7 +236,7 @@ class CurateOptions:
             value = getattr(self, f.name)
             if isinstance(value, Path):
                 value = str(value)
-            elif f.metadata["flag"].url:
+            elif (spec := f.metadata.get("flag")) is not None and spec.url:
                 value = [redact_url(u) for u in value] if isinstance(value, list) else redact_url(value)
             out[f.name] = value
         out["threshold_rule"] = (
