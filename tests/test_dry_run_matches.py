@@ -28,7 +28,6 @@ CASES = [("openai", "gpt-4o-mini", "/v1", "OPENAI_API_KEY"),
 def test_the_dry_run_states_the_real_runs_calls(provider: str, model: str, suffix: str, env: str,
                                                  tmp_path: Path, emulator: EmulatorThread,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    emulator.configure(stray_500_rate=0.05)  # retries are sure to happen on 12 rows
     monkeypatch.setenv(env, "sk-test-not-a-real-key-000")
     lines = (ROOT / "examples" / "qa.jsonl").read_text(encoding="utf-8").splitlines()[:ROWS]
     src = tmp_path / "input.jsonl"
@@ -55,4 +54,5 @@ def test_the_dry_run_states_the_real_runs_calls(provider: str, model: str, suffi
     assert stats.logical_calls == sum(s["calls"] for s in scores)
     assert est.scoring_calls <= stats.logical_calls <= est.scoring_calls + est.judgement_calls_max
     retried = sum(stats.retries.values())
-    assert retried > 0 and stats.requests == stats.logical_calls + retried
+    assert retried > 0  # the default stray 500s (seeded) hit these runs
+    assert stats.requests == stats.logical_calls + retried
