@@ -253,7 +253,8 @@ def estimate(input: Input, **options: Any) -> Estimate:
         reader = _reader(source, opts)
         rows = itertools.islice(iter(reader), opts.limit)
         est = estimate_run(rows, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
-                           filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
+                           filter_fraction=opts.filter_fraction, provider=profile.name, model=model,
+                           separate_judge=bool(opts.judges()))
     for spec in opts.judges():
         judge_profile = load_profile(spec.provider)
         judge_model = spec.model or judge_profile.default_model
