@@ -13,6 +13,7 @@ import pytest
 
 import clearapi
 from clearapi.clear.options import SECRETS, CurateOptions
+from clearapi.clear.policy import DEFAULT_CORRECT_THRESHOLD
 from clearapi.cli import build_parser, main
 from clearapi.cli.curate import common_options
 from clearapi_testing.emulator import EmulatorThread
@@ -182,5 +183,8 @@ def test_a_runs_summary_records_every_option_and_no_key(tmp_path: Path, emulator
     settings = json.loads(text)["settings"]
     assert set(settings) >= set(OPTIONS) - SECRETS
     assert settings["samples"] == 1 and settings["provider"] == "openai" and summary.counts.rows == 3
+    # an option left to the provider (None) is recorded as the value the run used
+    assert (settings["correct_threshold"], settings["best_answer"], settings["demonstrations"],
+            settings["demo_sets"]) == (DEFAULT_CORRECT_THRESHOLD, False, 0, 1)
     dry = clearapi.curate_sync(src, tmp_path / "dry", dry_run=True, provider="openai", api_key=KEY, samples=1)
     assert set(dry.settings) >= set(OPTIONS) - SECRETS and KEY not in json.dumps(dry.settings)

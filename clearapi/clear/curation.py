@@ -435,14 +435,14 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         finally:
             with contextlib.suppress(FileNotFoundError):
                 scratch.unlink()
-    summary = _summary(engine, input, output_dir, opts, plan, started, tally, threshold, stopped, read_stats)
+    summary = _summary(engine, input, output_dir, opts, plan, started, tally, threshold, stopped, read_stats,
+                       correct_threshold=settings.correct_threshold)
     if tally.counts.failed:
         summary.warnings.append(failed_warning(tally.counts.failed, OUTPUTS["failed"]))
     summary.calibration = calibration.report(threshold)
     if warning is not None:  # the CLI prints it on stderr; a library caller reads summary.warnings
         summary.warnings.append(warning)
     summary.judges = {name: e.stats for name, e in judges}
-    summary.settings["correct_threshold"] = settings.correct_threshold  # None became the judge's default
     write_json_atomic(out / OUTPUTS["summary"], summary)
     _write_report(out, summary)
     return summary
@@ -511,7 +511,8 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
 
 
 def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: ScoringPlan, started: str,
-             tally: _Tally, threshold: float, stopped: FatalError | None, read_stats: ReadStats) -> Summary:
+             tally: _Tally, threshold: float, stopped: FatalError | None, read_stats: ReadStats, *,
+             correct_threshold: float) -> Summary:
     model = _model_name(engine)
     weights = weights_for(model)
     methods = plan.methods()
@@ -540,7 +541,8 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
         # what the run did, not what was asked: None ("the provider's default") becomes the value used
         settings={**opts.settings(), "base_url": redact_url(engine.base_url),
                   "base_url_source": engine.base_url_source, "best_answer": plan.best_answer, "demonstrations": plan.demonstrations,
-                  "demo_sets": plan.sets(), "per_row": per_row, "format": read_stats.format},
+                  "demo_sets": plan.sets(), "correct_threshold": correct_threshold, "per_row": per_row,
+                  "format": read_stats.format},
         threshold=threshold, engine=engine.stats, signals=signals,
         outputs={k: v for k, v in OUTPUTS.items() if k != "report"},
     )
