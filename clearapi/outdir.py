@@ -186,4 +186,3 @@ class OutputFolder:
                     (self.path / name).unlink()
         fsync_dir(self.path)
         return written
-
