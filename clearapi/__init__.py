@@ -6,6 +6,7 @@ Everything public is re-exported here; internal modules are free to move.
 from clearapi._version import __version__
 from clearapi.api import curate_sync, load_results, score_sync
 from clearapi.clear.curation import curate, estimate, score
+from clearapi.clear.options import CurateOptions
 from clearapi.datasets import DatasetReader, ReadStats, read_examples, to_openai_chat
 from clearapi.engine import BatchOptions, Engine, RateLimits, Retries
 from clearapi.errors import (
@@ -57,6 +58,7 @@ __all__ = [
     "Choice",
     "ClearAPIError",
     "ConfigError",
+    "CurateOptions",
     "DatasetReader",
     "Decision",
     "Engine",

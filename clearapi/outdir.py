@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from clearapi.errors import ConfigError
+from clearapi.writers import fsync_dir
 
 __all__ = ["LOCK_NAME", "OutputFolder", "partial_name"]
 
@@ -183,18 +184,5 @@ class OutputFolder:
             for name in stale:
                 with contextlib.suppress(FileNotFoundError):
                     (self.path / name).unlink()
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         return written
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

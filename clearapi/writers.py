@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Final, Self
 import orjson
 from pydantic import BaseModel
 
-__all__ = ["AtomicJsonlWriter", "dumps_line", "write_bytes_atomic", "write_json_atomic", "write_jsonl_atomic"]
+__all__ = ["AtomicJsonlWriter", "dumps_line", "fsync_dir", "write_bytes_atomic", "write_json_atomic", "write_jsonl_atomic"]
 
 _OUTPUT_MODE: Final = 0o644
 _OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -75,7 +75,7 @@ class _AtomicFile:
         except BaseException:
             self.abort()
             raise
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):
@@ -84,7 +84,7 @@ class _AtomicFile:
             self.temp.unlink()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make the rename itself durable; some filesystems refuse to open directories, which is fine."""
     try:
         fd = os.open(directory, os.O_RDONLY)

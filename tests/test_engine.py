@@ -625,7 +625,7 @@ def test_rate_limits_and_retries_group_the_engines_settings() -> None:
 
     async def main() -> tuple[int, int, type[BaseException] | None]:
         adapter = ScriptedAdapter(respond=lambda r: TransientError("broken", reason="500"))
-        async with Engine(PROFILE, adapter=adapter, cache=False, max_attempts=8,
+        async with Engine(PROFILE, adapter=adapter, cache=False,
                           limits=RateLimits(max_concurrency=3), retries=Retries(max_attempts=2)) as engine:
             caught: type[BaseException] | None = None
             try:
@@ -634,5 +634,17 @@ def test_rate_limits_and_retries_group_the_engines_settings() -> None:
                 caught = type(exc)
             return engine.max_concurrency, adapter.calls, caught
 
-    # the group wins over the flat keyword it replaces: 2 attempts, not 8
     assert run_virtual(main()) == (3, 2, TransientError)
+
+
+def test_a_flat_keyword_is_shorthand_for_its_groups_field_and_both_at_once_is_refused() -> None:
+    from clearapi import RateLimits, Retries
+
+    engine = Engine(PROFILE, adapter=ScriptedAdapter(), cache=False, rpm=60, max_attempts=3, timeout=5)
+    assert engine.limits == RateLimits(rpm=60) and engine.retries == Retries(max_attempts=3, timeout=5)
+    assert Engine(PROFILE, adapter=ScriptedAdapter(), cache=False).retries == Retries()
+    # one of the two would be silently lost: a ConfigError names the keyword and the group
+    with pytest.raises(ConfigError, match=r"max_attempts given both as keyword\(s\) and in retries="):
+        Engine(PROFILE, adapter=ScriptedAdapter(), cache=False, max_attempts=8, retries=Retries(max_attempts=2))
+    with pytest.raises(ConfigError, match="rpm, burst_seconds given both"):
+        Engine(PROFILE, adapter=ScriptedAdapter(), cache=False, rpm=1, burst_seconds=1.0, limits=RateLimits())

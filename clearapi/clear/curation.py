@@ -31,10 +31,9 @@ import logging
 import os
 from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -44,11 +43,10 @@ from clearapi.clear.combine import GATES, weights_for
 from clearapi.clear.demos import DemoPool
 from clearapi.clear.estimate import Estimate, estimate_run
 from clearapi.clear.judge import LIKELIHOOD_CORRECT_THRESHOLD, JudgeSpec, Panel, panel_judgement
+from clearapi.clear.options import CurateOptions
 from clearapi.clear.pipeline import RowWork, ScoringPlan, score_example
 from clearapi.clear.policy import (
     DEFAULT_CORRECT_THRESHOLD,
-    DEFAULT_ETA,
-    CurationAction,
     Judgement,
     PolicySettings,
     decide,
@@ -57,7 +55,7 @@ from clearapi.clear.policy import (
 )
 from clearapi.clear.signals import SIGNAL_NAMES
 from clearapi.datasets import DatasetReader, ReadStats
-from clearapi.engine import Engine
+from clearapi.engine import Engine, RateLimits, Retries
 from clearapi.engine.batch import BatchOptions
 from clearapi.engine.cache import default_cache_path
 from clearapi.errors import (
@@ -90,124 +88,6 @@ OUTPUTS = {"curated": "curated.jsonl", "scores": "scores.jsonl", "rejects": "rej
            "failed": "failed.jsonl", "summary": "summary.json", "report": "report.html"}
 
 
-@dataclass
-class CurateOptions:
-    """Everything a run is configured by (the CLI's flags, one to one)."""
-
-    provider: str = "local"
-    model: str | None = None
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    rpm: float | None = None
-    tpm: float | None = None
-    max_concurrency: int | None = None
-    #: seconds one API request may take before it counts as a (retried) timeout
-    timeout: float = 120.0
-    #: failed attempts in a row (connection, timeout, 5xx) that stop the run; 0: never
-    breaker: int = 20
-    cache: str | Path | bool | None = True
-    action: CurationAction = "both"
-    threshold: float | None = None
-    filter_fraction: float | None = None
-    #: None: 0.6 for a text judge, `LIKELIHOOD_CORRECT_THRESHOLD` for the likelihood judge
-    correct_threshold: float | None = None
-    eta: float = DEFAULT_ETA
-    samples: int = 4
-    #: ask the temperature-0 answer too (None: where the provider scores given text, i.e. self-hosted)
-    best_answer: bool | None = None
-    #: the dataset's rows shown before each answer/scoring prompt (None: 3 where self-hosted, else 0)
-    demonstrations: int | None = None
-    #: disjoint draws of them each row is asked under (None: 2 where self-hosted with demonstrations, else 1)
-    demo_sets: int | None = None
-    seed: int = 0
-    max_cost: float | None = None
-    target: str = "openai"
-    model_path: str | None = None
-    prompt_column: str | None = None
-    response_column: str | None = None
-    progress: bool | None = None
-    #: batch mode: misses go through the provider's batch API at its batch price
-    batch: bool = False
-    batch_retry: Literal["online", "batch"] = "online"
-    batch_poll_interval: float = 10.0
-    #: a separate judge (issue: a cheap scorer, a stronger judge): provider profile(s); a list is a panel
-    judge_provider: str | list[str] | None = None
-    #: the judge's model (one per judge provider, or one for all)
-    judge_model: str | list[str] | None = None
-    judge_base_url: str | list[str] | None = None
-    judge_api_key: str | None = field(default=None, repr=False)
-    #: how many of a panel's judges must prefer the correction (None: all of them)
-    judge_majority: int | None = None
-
-    def judges(self) -> list[JudgeSpec]:
-        """The separate judges asked, in order (none: the scorer judges its own candidates)."""
-        def listed(value: str | list[str] | None) -> list[str | None]:
-            return [] if value is None else [value] if isinstance(value, str) else list(value)
-
-        providers = [p for p in listed(self.judge_provider) if p]
-        models, urls = listed(self.judge_model), listed(self.judge_base_url)
-        if not providers:
-            if models or urls or self.judge_majority is not None:
-                raise ConfigError("--judge-model, --judge-base-url and --judge-majority need --judge-provider")
-            return []
-        for name, values in (("--judge-model", models), ("--judge-base-url", urls)):
-            if len(values) > 1 and len(values) != len(providers):
-                raise ConfigError(f"{name} given {len(values)} times for {len(providers)} judge providers: give it "
-                                  "once (for every judge) or once per --judge-provider")
-        if self.judge_majority is not None and not 1 <= self.judge_majority <= len(providers):
-            raise ConfigError(f"judge majority must be between 1 and {len(providers)} (the judges), "
-                              f"got {self.judge_majority}")
-
-        def pick(values: list[str | None], i: int) -> str | None:
-            return values[i] if len(values) > 1 else values[0] if values else None
-
-        return [JudgeSpec(p, pick(models, i), pick(urls, i)) for i, p in enumerate(providers)]
-    #: process only the first N input rows (demonstrations are still drawn from the file's first rows)
-    limit: int | None = None
-    #: where rows are scored: "local" (this process) or "ray" (an actor pool; `clearapi.executors`)
-    executor: Literal["local", "ray"] = "local"
-    #: Ray workers (None: 2)
-    workers: int | None = None
-
-    def check(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be >= 1, got {self.limit}")
-        if self.executor not in ("local", "ray"):
-            raise ConfigError(f"executor must be 'local' or 'ray', got {self.executor!r}")
-        if self.workers is not None and (self.workers < 1 or self.executor != "ray"):
-            raise ConfigError(f"workers must be >= 1 and needs executor 'ray', got {self.workers}")
-        if self.threshold is not None and self.filter_fraction is not None:
-            raise ConfigError("give either --threshold or --filter-fraction, not both")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.filter_fraction is not None and not 0.0 <= self.filter_fraction <= 1.0:
-            raise ConfigError(f"filter fraction must be in [0, 1], got {self.filter_fraction}")
-        ScoringPlan.check_counts(samples=self.samples, demonstrations=self.demonstrations, demo_sets=self.demo_sets)
-        PolicySettings(action=self.action, correct_threshold=self.correct_threshold or 0.0, eta=self.eta)
-        self.judges()
-
-    def settings(self) -> dict[str, Any]:
-        """What goes into summary.json: every option except the key."""
-        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()
-               if k not in ("api_key", "judge_api_key")}
-        out["base_url"] = redact_url(self.base_url)
-        urls = self.judge_base_url
-        out["judge_base_url"] = ([redact_url(u) for u in urls] if isinstance(urls, list) else redact_url(urls))
-        out["threshold_rule"] = (
-            f"filter fraction {self.filter_fraction}" if self.filter_fraction is not None
-            else f"absolute {self.threshold}" if self.threshold is not None else "calibrated")
-        return out
-
-
-def _options(**kwargs: Any) -> CurateOptions:
-    unknown = set(kwargs) - set(CurateOptions.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    opts = CurateOptions(**kwargs)
-    opts.check()
-    return opts
-
-
 def _engine(opts: CurateOptions) -> Engine:
     model = opts.model
     if opts.model_path is not None:
@@ -215,9 +95,10 @@ def _engine(opts: CurateOptions) -> Engine:
             raise ConfigError("--model-path is for the local provider (a GGUF file)")
         model = str(Path(opts.model_path).expanduser())
     batch = BatchOptions(retry=opts.batch_retry, poll_interval=opts.batch_poll_interval) if opts.batch else False
-    return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key, rpm=opts.rpm,
-                  tpm=opts.tpm, max_concurrency=opts.max_concurrency, cache=opts.cache, max_cost=opts.max_cost,
-                  progress=opts.progress, batch=batch, timeout=opts.timeout, breaker=opts.breaker)
+    return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key,
+                  limits=RateLimits(rpm=opts.rpm, tpm=opts.tpm, max_concurrency=opts.max_concurrency),
+                  retries=Retries(timeout=opts.timeout), breaker=opts.breaker, batch=batch, cache=opts.cache,
+                  max_cost=opts.max_cost, progress=opts.progress)
 
 
 def cache_path(cache: str | os.PathLike[str] | bool | None) -> Path | None:
@@ -359,7 +240,7 @@ async def score(input: Input, *, engine: Engine | None = None,
     broke off (a truncated gzip) calls `on_truncated` with the reader's reason at the end.
     Pass `engine` to reuse one (its provider options win).
     """
-    opts = _options(**options)
+    opts = CurateOptions.from_kwargs(options)
     async with contextlib.AsyncExitStack() as stack:
         source = await _spooled(stack, input)
         reader = _reader(source, opts)
@@ -382,7 +263,7 @@ async def score(input: Input, *, engine: Engine | None = None,
 
 def estimate(input: Input, **options: Any) -> Estimate:
     """What a run would cost, from the file and the provider's profile, without any call."""
-    opts = _options(**options)
+    opts = CurateOptions.from_kwargs(options)
     profile = load_profile(opts.provider)
     model = opts.model or profile.default_model
     caps = profile.capabilities_for(model)
@@ -395,7 +276,8 @@ def estimate(input: Input, **options: Any) -> Estimate:
         reader = _reader(source, opts)
         rows = itertools.islice(iter(reader), opts.limit)
         est = estimate_run(rows, plan, price, demos=_demo_pool(reader, plan), action=opts.action,
-                           filter_fraction=opts.filter_fraction, provider=profile.name, model=model)
+                           filter_fraction=opts.filter_fraction, provider=profile.name, model=model,
+                           separate_judge=bool(opts.judges()))
     for spec in opts.judges():
         judge_profile = load_profile(spec.provider)
         judge_model = spec.model or judge_profile.default_model
@@ -422,18 +304,12 @@ async def curate(input: Input, out_dir: str | os.PathLike[str], *,
     """Score, filter and correct `input` (any input `score` takes); write curated.jsonl, scores.jsonl, rejects.jsonl,
     failed.jsonl, summary.json (and report.html) to `out_dir`; return the summary.
 
-    Options (all keyword): provider="local", model, base_url, api_key, rpm, tpm,
-    max_concurrency, timeout=120.0, breaker=20, cache=True, action="both", threshold, filter_fraction,
-    correct_threshold=0.6, eta=0.8, samples=4, best_answer=None, demonstrations=None, demo_sets=None, seed=0,
-    max_cost,
-    target="openai",
-    model_path, prompt_column, response_column, progress, batch=False, batch_retry="online",
-    batch_poll_interval=10.0 (seconds; the first wait between polls of a batch), limit (only the first N
-    input rows). ``dry_run=True`` makes no call
-    and writes nothing: the returned summary carries the estimate in
-    ``settings["estimate"]``. Pass `engine` to reuse one (its provider options win).
+    Options (all keyword) are the fields of `CurateOptions`, each with its default and the help of
+    its command-line flag (``provider="local"``, ``samples=4``, ``threshold``...); an unknown name is a
+    TypeError. ``dry_run=True`` makes no call and writes nothing: the returned summary carries the
+    estimate in ``settings["estimate"]``. Pass `engine` to reuse one (its provider options win).
     """
-    opts = _options(**options)
+    opts = CurateOptions.from_kwargs(options)
     started = _now()
     if dry_run:
         est = estimate(input, **options)
@@ -584,14 +460,14 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         finally:
             with contextlib.suppress(FileNotFoundError):
                 scratch.unlink()
-    summary = _summary(engine, input, output_dir, opts, plan, started, tally, threshold, stopped, read_stats)
+    summary = _summary(engine, input, output_dir, opts, plan, started, tally, threshold, stopped, read_stats,
+                       correct_threshold=settings.correct_threshold)
     if tally.counts.failed:
         summary.warnings.append(failed_warning(tally.counts.failed, OUTPUTS["failed"]))
     summary.calibration = calibration.report(threshold)
     if warning is not None:  # the CLI prints it on stderr; a library caller reads summary.warnings
         summary.warnings.append(warning)
     summary.judges = {name: e.stats for name, e in judges}
-    summary.settings["correct_threshold"] = settings.correct_threshold  # None became the judge's default
     write_json_atomic(out / OUTPUTS["summary"], summary)
     _write_report(out, summary)
     return summary
@@ -660,7 +536,8 @@ async def _decide_row(engine: Engine, plan: ScoringPlan, settings: PolicySetting
 
 
 def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: ScoringPlan, started: str,
-             tally: _Tally, threshold: float, stopped: FatalError | None, read_stats: ReadStats) -> Summary:
+             tally: _Tally, threshold: float, stopped: FatalError | None, read_stats: ReadStats, *,
+             correct_threshold: float) -> Summary:
     model = _model_name(engine)
     weights = weights_for(model)
     methods = plan.methods()
@@ -689,7 +566,8 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
         # what the run did, not what was asked: None ("the provider's default") becomes the value used
         settings={**opts.settings(), "base_url": redact_url(engine.base_url),
                   "base_url_source": engine.base_url_source, "best_answer": plan.best_answer, "demonstrations": plan.demonstrations,
-                  "demo_sets": plan.sets(), "per_row": per_row, "format": read_stats.format},
+                  "demo_sets": plan.sets(), "correct_threshold": correct_threshold, "per_row": per_row,
+                  "format": read_stats.format},
         threshold=threshold, engine=engine.stats, signals=signals,
         outputs={k: v for k, v in OUTPUTS.items() if k != "report"},
     )

@@ -95,10 +95,11 @@ def _cost(price: Price | None, prompt: int, completion: int) -> float | None:
 
 def estimate_run(items: Iterable[Example | Reject], plan: ScoringPlan, price: Price | None, *, action: str,
                  filter_fraction: float | None, provider: str, model: str,
-                 demos: DemoPool | None = None) -> Estimate:
+                 demos: DemoPool | None = None, separate_judge: bool = False) -> Estimate:
     est = Estimate(provider=provider, model=model)
     judge_tokens = 0
-    est.judgement_calls_per_row = plan.judge_calls()
+    # a separate judge judges by text; the scorer itself by likelihood where it scores given text
+    est.judgement_calls_per_row = plan.judge_calls(likelihood=plan.likelihood and not separate_judge)
     per_judged = est.judgement_calls_per_row[1]
     for item in items:
         est.rows += 1

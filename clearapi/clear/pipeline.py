@@ -190,15 +190,19 @@ class ScoringPlan:
             calls["likelihood"] = 2 * sets
         return calls
 
-    def judge_calls(self) -> tuple[int, int]:
-        """Requests one judged row makes, (fewest, most), as `judge` sends them.
+    def judge_calls(self, *, likelihood: bool | None = None) -> tuple[int, int]:
+        """Requests one judged row makes, (fewest, most), as the scorer's own judge sends them.
 
-        Both orders once; without logprobs, more verdicts are sampled per order (one call
-        with ``n``, else one call each) only when both greedy verdicts prefer the candidate."""
+        By text (`judge`): both orders once; without logprobs, more verdicts are sampled per order
+        (one call with ``n``, else one call each) only when both greedy verdicts prefer the candidate.
+        By likelihood (None: where this plan scores given text; `clear.judge.likelihood_verdict`):
+        y and y′, each conditioned and baseline, under each demonstration set the row gets (one at
+        the fewest), and the text judgement after them if a pass comes back without logprobs."""
         extra = 0 if self.rating == "logprobs" else max(0, self.rating_samples - 1)
-        if not extra:
-            return 2, 2
-        return 2, 2 + 2 * (1 if self.n_per_call else extra)
+        text = (2, 2) if not extra else (2, 2 + 2 * (1 if self.n_per_call else extra))
+        if self.likelihood if likelihood is None else likelihood:
+            return 4, 4 * self.sets() + text[1]
+        return text
 
     def sets(self) -> int:
         """Demonstration sets a row is asked under (at most; a short pool or a long row gets fewer)."""

@@ -22,7 +22,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("score", help="write CLEAR confidence scores only (no filtering or correction)",
                        description="Writes scores.jsonl, rejects.jsonl and failed.jsonl to OUTDIR. Exit codes: "
                                    "0 complete, 1 stopped, 2 usage, 3 finished with failed or missing rows.")
-    add_common(p)
+    add_common(p, "score")
     p.set_defaults(run=run)
 
 
@@ -36,11 +36,12 @@ class _Result:
 
 
 async def _score(input: Path, out_dir: Path, options: dict[str, Any]) -> _Result:
-    from clearapi.clear.curation import OUTPUTS, cache_path, score
+    from clearapi.clear.curation import OUTPUTS, CurateOptions, cache_path, score
     from clearapi.outdir import OutputFolder
     from clearapi.writers import AtomicJsonlWriter
 
-    reads = [input, options["model_path"], cache_path(options["cache"])]
+    opts = CurateOptions.from_kwargs(options)  # checked before the output folder is touched
+    reads = [input, opts.model_path, cache_path(opts.cache)]
     result = _Result()
 
     def truncated(reason: str) -> None:
@@ -69,7 +70,7 @@ async def _score(input: Path, out_dir: Path, options: dict[str, Any]) -> _Result
 def run(args: argparse.Namespace) -> int:
     from clearapi.clear.curation import failed_warning
 
-    options = common_options(args)
+    options = common_options(args, "score")
     apply_output_flags(args)
     if args.dry_run:
         from clearapi.clear.curation import estimate

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -117,7 +118,7 @@ class Engine:
     known price for the model. ``adapter`` replaces the one built from the profile (the
     engine does not close an adapter it was given). `limits` (`RateLimits`) and `retries`
     (`Retries`) group the pacing and retry settings; the flat keywords of the same names are
-    shorthand for them and are ignored when a group is given. ``breaker`` stops every call with
+    shorthand for one field each, and giving a field both ways is a `ConfigError`. ``breaker`` stops every call with
     `ServiceDown` after that many failed attempts in a row (connection, timeout, 5xx) over at
     least 5 different requests; a `CircuitBreaker` sets both, 0 or None turns it off.
     """
@@ -129,39 +130,43 @@ class Engine:
         model: str | None = None,
         base_url: str | None = None,
         api_key: str | None = None,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        max_concurrency: int | None = None,
-        cache: str | Path | bool | None = True,
-        max_cost: float | None = None,
-        retry_after_cap: float = 60.0,
-        max_attempts: int = 8,
-        timeout: float = 120.0,
-        progress: bool | None = None,
-        adapter: Adapter | None = None,
-        burst_seconds: float = 0.5,
-        batch: bool | BatchOptions = False,
         limits: RateLimits | None = None,
         retries: Retries | None = None,
         breaker: int | CircuitBreaker | None = 20,
+        batch: bool | BatchOptions = False,
+        cache: str | Path | bool | None = True,
+        max_cost: float | None = None,
+        progress: bool | None = None,
+        adapter: Adapter | None = None,
+        # shorthand for one field of `limits` or `retries` (``Engine(rpm=60)``)
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_concurrency: int | None = None,
+        burst_seconds: float | None = None,
+        max_attempts: int | None = None,
+        retry_after_cap: float | None = None,
+        timeout: float | None = None,
     ) -> None:
-        if limits is not None:
-            rpm, tpm, max_concurrency = limits.rpm, limits.tpm, limits.max_concurrency
-            burst_seconds = limits.burst_seconds
-        if retries is not None:
-            max_attempts, retry_after_cap, timeout = retries.max_attempts, retries.retry_after_cap, retries.timeout
+        #: the pacing and retry settings in force (the groups given, or made from the shorthand)
+        self.limits: RateLimits = _grouped(limits, RateLimits(), "limits", rpm=rpm, tpm=tpm,
+                                           max_concurrency=max_concurrency, burst_seconds=burst_seconds)
+        self.retries: Retries = _grouped(retries, Retries(), "retries", max_attempts=max_attempts,
+                                         retry_after_cap=retry_after_cap, timeout=timeout)
+        rpm, tpm, max_concurrency = self.limits.rpm, self.limits.tpm, self.limits.max_concurrency
+        burst = self.limits.burst_seconds
+        attempts, cap, seconds = self.retries.max_attempts, self.retries.retry_after_cap, self.retries.timeout
         self.profile: Profile = provider if isinstance(provider, Profile) else load_profile(provider)
         self.model: str = model or getattr(adapter, "model", None) or self.profile.default_model
         #: the URL in force (--base-url, then the profile's env var, then the profile) and where it came from
         self.base_url, self.base_url_source = resolve_base_url(self.profile, base_url)
         #: what is written down or hashed: the same URL without credentials
         self._shown_url = redact_url(self.base_url)
-        _check_positive(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, timeout=timeout,
-                        max_attempts=max_attempts, burst_seconds=burst_seconds)
+        _check_positive(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, timeout=seconds,
+                        max_attempts=attempts, burst_seconds=burst)
         if max_cost is not None and max_cost < 0:
             raise ConfigError(f"max_cost must be >= 0, got {max_cost}")
-        if retry_after_cap < 0:
-            raise ConfigError(f"retry_after_cap must be >= 0, got {retry_after_cap}")
+        if cap < 0:
+            raise ConfigError(f"retry_after_cap must be >= 0, got {cap}")
 
         price = self.profile.price_for(self.model)
         if max_cost is not None and price is None:
@@ -172,13 +177,13 @@ class Engine:
         self._budget = Budget(max_cost, price)
 
         self.max_concurrency: int = max_concurrency or self.profile.limits.max_concurrency
-        self._timeout = timeout
-        self._retry_after_cap = retry_after_cap
-        self._max_attempts = max_attempts
+        self._timeout = seconds
+        self._retry_after_cap = cap
+        self._max_attempts = attempts
 
         if adapter is None:
             adapter = create_adapter(self.profile, model=self.model, base_url=self.base_url, api_key=api_key,
-                                     timeout=timeout, max_concurrency=self.max_concurrency)
+                                     timeout=seconds, max_concurrency=self.max_concurrency)
             self._owns_adapter = True
         else:
             self._owns_adapter = False
@@ -193,7 +198,7 @@ class Engine:
             self.cache_path = Path(cache).expanduser()
         self._cache = ResponseCache(self.cache_path) if self.cache_path is not None else None
 
-        self._pacer = Pacer(burst_seconds=burst_seconds)
+        self._pacer = Pacer(burst_seconds=burst)
         self._tpm_counts_max_tokens = self.profile.tpm_counts_max_tokens
         guess = self.profile.limits if _sends_ratelimit_headers(self.profile, base_url) else None
         self._rates = AdaptiveRates(self._pacer, user_rpm=rpm, user_tpm=tpm,
@@ -209,7 +214,7 @@ class Engine:
                 raise ConfigError(f"breaker must be >= 0, got {breaker}")
             breaker = CircuitBreaker(attempts=breaker or 0, requests=min(5, breaker or 5))
         self._breaker = breaker
-        self._retrying = retry_policy(max_attempts=max_attempts, retry_after_cap=retry_after_cap,
+        self._retrying = retry_policy(max_attempts=attempts, retry_after_cap=cap,
                                       sleep=self._sleep, on_retry=self._count_retry)
         self._flights: dict[str, asyncio.Future[ChatResponse | None]] = {}
         #: cache writes of answers already paid for; shielded from cancellation, awaited by aclose
@@ -741,6 +746,19 @@ def _sends_ratelimit_headers(profile: Profile, base_url: str | None) -> bool:
 
 def _prompt_tokens_estimate(request: ChatRequest) -> float:
     return prompt_tokens_estimate(request.messages)
+
+
+G = TypeVar("G", RateLimits, Retries)
+
+
+def _grouped(group: G | None, default: G, name: str, **shorthand: float | None) -> G:
+    """`group`, or `default` with the shorthand keywords that were given; not both (one would be lost)."""
+    given: dict[str, Any] = {k: v for k, v in shorthand.items() if v is not None}
+    if group is None:
+        return dataclasses.replace(default, **given)
+    if given:
+        raise ConfigError(f"{', '.join(given)} given both as keyword(s) and in {name}=; give each once")
+    return group
 
 
 def _check_positive(**values: float | None) -> None:

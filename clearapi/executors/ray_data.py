@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from clearapi.clear.demos import POOL_SIZE, DemoPool
+from clearapi.clear.options import CurateOptions
 from clearapi.connect import resolve_api_key
 from clearapi.engine import Engine
 from clearapi.executors.pacing import LimiterState, SharedLimiter
@@ -41,7 +42,7 @@ SCORE_COLUMNS = ("clear_confidence", "clear_signals", "clear_error")
 class _Scorer:
     """One Ray Data actor: an engine paced by the shared limiter, scoring the batches it is given."""
 
-    def __init__(self, opts: Any, demos: DemoPool | None, limiter: Any, state: LimiterState) -> None:
+    def __init__(self, opts: CurateOptions, demos: DemoPool | None, limiter: Any, state: LimiterState) -> None:
         self._opts = dataclasses.replace(opts, progress=False)
         self._demos, self._limiter, self._state = demos, limiter, state
         self._engine: Engine | None = None
@@ -101,9 +102,8 @@ def score_dataset(ds: Any, *, workers: int = DEFAULT_WORKERS, batch_rows: int | 
     concurrency bound), each reserving `num_cpus` (a hosted API's worker mostly waits; give the
     embedded model's workers whole cores, and leave the cluster some for reading and writing). The dataset is lazy, as Ray Data's are: the calls happen when it is consumed."""
     ray = import_ray()
-    from clearapi.clear.curation import _options
 
-    opts = _options(**options)
+    opts = CurateOptions.from_kwargs(options)
     profile = load_profile(opts.provider)
     opts.api_key = resolve_api_key(profile, opts.api_key)  # the actors need not share this environment
     # the demonstrations pool is the dataset's first rows, as in a file run (a short read)

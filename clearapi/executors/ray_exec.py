@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from clearapi.clear.demos import DemoPool
+from clearapi.clear.options import CurateOptions
 from clearapi.clear.pipeline import ScoringPlan
 from clearapi.connect import resolve_api_key
 from clearapi.datasets import DatasetReader
@@ -90,7 +91,7 @@ class RaySession:
             import_ray().shutdown()
 
 
-def limiter_for(profile: Profile, opts: Any) -> dict[str, Any]:
+def limiter_for(profile: Profile, opts: CurateOptions) -> dict[str, Any]:
     """The shared limiter's settings: what one engine with these options would pace by."""
     guess = profile.limits if _sends_ratelimit_headers(profile, opts.base_url) else None
     return dict(rpm=opts.rpm, tpm=opts.tpm, default_rpm=guess.rpm if guess else None,
@@ -113,7 +114,7 @@ def _delta(now: RunStats, before: RunStats) -> RunStats:
 class ScoringWorker:
     """One worker (an async Ray actor): an engine of its own, paced by the shared limiter."""
 
-    def __init__(self, opts: Any, plan: ScoringPlan, file: str, model: str, demos: DemoPool | None,
+    def __init__(self, opts: CurateOptions, plan: ScoringPlan, file: str, model: str, demos: DemoPool | None,
                  limiter: Any, state: LimiterState) -> None:
         self._opts = dataclasses.replace(opts, progress=False, executor="local", workers=None)
         self._plan, self._file, self._model, self._demos = plan, file, model, demos
@@ -173,7 +174,7 @@ class _Batch:
 class RayExecutor:
     """The "score these rows" stage over Ray workers (see the module docstring)."""
 
-    def __init__(self, opts: Any, engine: Engine, *, batch_rows: int | None = None) -> None:
+    def __init__(self, opts: CurateOptions, engine: Engine, *, batch_rows: int | None = None) -> None:
         if opts.batch:
             raise ConfigError("--batch sends the rows to the provider's batch API from one process; "
                               "run it without --executor ray")

@@ -251,37 +251,38 @@ embedded).{escape(budget_note)}</p>
 <p class="hint" id="detail-note"></p></section>"""
 
 
+def _listing(key: str, title: str, total: int, shown: int, file: str, empty: str, intro: str,
+             head: tuple[str, ...], rows: str) -> str:
+    """A section listing rows that are in no other output: rejected lines and failed rows."""
+    opening = f'<section id="{key}"><h2>{title} <span class="count">{total:,}</span></h2>'
+    if not total:
+        return f'{opening}<p class="hint">{empty}</p></section>'
+    more = total - shown
+    tail = f'<p class="hint">… and {more:,} more in {file}.</p>' if more > 0 else ""
+    cells = "".join(f"<th>{h}</th>" for h in head)
+    return (f'{opening}{intro}<div class="table-wrap"><table id="{key}-table"><thead><tr>{cells}</tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>{tail}</section>")
+
+
 def _rejects(data: ReportData) -> str:
-    if not data.rejects_total:
-        return '<section id="rejects"><h2>Rejected lines <span class="count">0</span></h2>' \
-               '<p class="hint">Every input line could be read.</p></section>'
     rows = "".join(
         f"<tr><td class=\"num\">{r.line}</td><td>{escape(r.file)}</td><td>{escape(r.field or '')}</td>"
         f"<td>{escape(r.error)}</td><td class=\"raw\">{escape(r.raw or '')}</td></tr>"
         for r in data.rejects)
-    more = data.rejects_total - len(data.rejects)
-    tail = f'<p class="hint">… and {more:,} more in rejects.jsonl.</p>' if more > 0 else ""
-    return (f'<section id="rejects"><h2>Rejected lines <span class="count">{data.rejects_total:,}</span></h2>'
-            '<div class="table-wrap"><table id="rejects-table"><thead><tr><th>line</th><th>file</th>'
-            f"<th>field</th><th>reason</th><th>line as read</th></tr></thead><tbody>{rows}</tbody></table></div>"
-            f"{tail}</section>")
+    return _listing("rejects", "Rejected lines", data.rejects_total, len(data.rejects), "rejects.jsonl",
+                    "Every input line could be read.", "",
+                    ("line", "file", "field", "reason", "line as read"), rows)
 
 
 def _failures(data: ReportData) -> str:
-    if not data.failures_total:
-        return ('<section id="failed"><h2>Failed rows <span class="count">0</span></h2>'
-                '<p class="hint">The API answered every row.</p></section>')
     rows = "".join(
         f"<tr><td class=\"num\">{r.line}</td><td>{escape(r.id or '')}</td>"
         f"<td class=\"num\">{'' if r.attempts is None else r.attempts}</td><td>{escape(redact(r.error))}</td></tr>"
         for r in data.failures)
-    more = data.failures_total - len(data.failures)
-    tail = f'<p class="hint">… and {more:,} more in failed.jsonl.</p>' if more > 0 else ""
-    return (f'<section id="failed"><h2>Failed rows <span class="count">{data.failures_total:,}</span></h2>'
-            '<p class="hint">The input was fine; the API did not answer these rows after every retry, so they '
-            "are in no other output. Re-run the same command to retry them (the rest comes from the cache).</p>"
-            '<div class="table-wrap"><table id="failed-table"><thead><tr><th>line</th><th>id</th>'
-            f"<th>attempts</th><th>error</th></tr></thead><tbody>{rows}</tbody></table></div>{tail}</section>")
+    intro = ('<p class="hint">The input was fine; the API did not answer these rows after every retry, so they '
+             "are in no other output. Re-run the same command to retry them (the rest comes from the cache).</p>")
+    return _listing("failed", "Failed rows", data.failures_total, len(data.failures), "failed.jsonl",
+                    "The API answered every row.", intro, ("line", "id", "attempts", "error"), rows)
 
 
 def _kv_table(pairs: list[tuple[str, str]], table_id: str) -> str:
