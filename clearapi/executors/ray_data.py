@@ -115,4 +115,5 @@ def score_dataset(ds: Any, *, workers: int = DEFAULT_WORKERS, batch_rows: int | 
     state = ray.get(limiter.state.remote())
     return ds.map_batches(_Scorer, fn_constructor_args=(opts, demos, limiter, state), batch_format="pyarrow",
                           batch_size=batch_rows or opts.max_concurrency or profile.limits.max_concurrency,
-                          concurrency=workers, num_cpus=num_cpus, zero_copy_batch=False)
+                          compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=num_cpus,
+                          zero_copy_batch=False)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import os
 import uuid
 from collections import deque
@@ -79,10 +80,11 @@ class RaySession:
         if not ray.is_initialized():
             address = os.environ.get("RAY_ADDRESS")
             if address:
-                ray.init(address=address, log_to_driver=False)
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
             else:
                 ray.init(num_cpus=max(self.workers, os.cpu_count() or 1), include_dashboard=False,
-                         object_store_memory=LOCAL_OBJECT_STORE_BYTES, log_to_driver=False)
+                         object_store_memory=LOCAL_OBJECT_STORE_BYTES, log_to_driver=False,
+                         logging_level=logging.WARNING)
             self.started = True
         return ray
 
