@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ray_scale.py                  # 60 hosted rows, then 4 local-model rows
     .venv/bin/python bench/ray_scale.py --local-rows 0   # hosted part only
+    .venv/bin/python bench/ray_scale.py --local-rows 0 --learn   # and the learned limit
 
 (a) `--provider openai` against the loopback emulator limited to 10 req/s (rpm 600, its rude
     defaults: stray 500s, short top-logprob lists), the CLI told ``--rpm 600``: one process, then
@@ -9,6 +10,8 @@
     curated.jsonl and scores.jsonl are byte-identical, the largest confidence difference, the
     429s as a share of requests, and the share of the limit used while requests were sent
     (first to last request) and over the whole wall time (Ray's start-up included).
+(c) with ``--learn``: as (a), but the server sends ``x-ratelimit-*`` headers and the CLI is not told
+    the limit: the shared limiter learns it once, from every worker's answers.
 (b) `--provider local` (the embedded model), a handful of rows, one llama.cpp thread per
     process: the largest confidence difference between the two runs.
 Targets: (a) identical files, 429s < 5%, >= 85% of the limit used; (b) confidences within 0.001.
@@ -85,21 +88,24 @@ def _compare(a: Path, b: Path) -> dict[str, object]:
             "rows": len(ca), "max |dconfidence|": max((abs(x - y) for x, y in zip(ca, cb, strict=True)), default=0.0)}
 
 
-def hosted(rows: int, tmp: Path) -> None:
+def hosted(rows: int, tmp: Path, learn: bool = False) -> None:
     lines = (ROOT / "examples" / "qa.jsonl").read_text().splitlines()[:rows]
     src = tmp / "hosted.jsonl"
     src.write_text("\n".join(lines) + "\n")
     results = {}
-    with EmulatorThread(EmulatorConfig(rpm=LIMIT_RPM)) as emu:
+    told = () if learn else ("--rpm", str(int(LIMIT_RPM)))
+    tmp = tmp / ("learned" if learn else "told")
+    with EmulatorThread(EmulatorConfig(rpm=LIMIT_RPM, ratelimit_headers=learn)) as emu:
         for name, extra in (("one process", ()), ("ray, 2 workers", ("--executor", "ray", "--workers", "2"))):
             emu.reset()
             with Watch(emu) as watch:
                 wall = _cli(src, tmp / name, tmp / f"{name}.sqlite", "--provider", "openai",
-                            "--base-url", emu.base_url + "/v1", "--rpm", str(int(LIMIT_RPM)), *extra)
+                            "--base-url", emu.base_url + "/v1", *told, *extra)
             st = emu.stats()
             ok = st.status(200)
             results[name] = (wall, watch.span(), st.requests, ok, st.rate_limited)
-    print(f"(a) {rows} rows, --provider openai, server limit {LIMIT_RPM:.0f} rpm, told --rpm {LIMIT_RPM:.0f}")
+    how = "not told: learned from its x-ratelimit headers" if learn else f"told --rpm {LIMIT_RPM:.0f}"
+    print(f"({'c' if learn else 'a'}) {rows} rows, --provider openai, server limit {LIMIT_RPM:.0f} rpm, {how}")
     for name, (wall, span, sent, ok, limited) in results.items():
         rate = LIMIT_RPM / 60.0
         print(f"    {name:15s} wall {wall:5.1f} s | requests {sent} ({limited} 429s = {limited / max(1, sent):.1%}) | "
@@ -123,12 +129,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=60, help="(a) hosted rows")
     p.add_argument("--local-rows", type=int, default=4, help="(b) local-model rows (0: skip)")
+    p.add_argument("--learn", action="store_true", help="(c) also: the server sends rate-limit headers and the "
+                                                        "CLI is not told the limit (learned once, for the cluster)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.rows:
             hosted(args.rows, Path(tmp))
         if args.local_rows:
             local(args.local_rows, Path(tmp))
+        if args.rows and args.learn:
+            hosted(args.rows, Path(tmp), learn=True)
     return 0
 
 
