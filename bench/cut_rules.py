@@ -181,6 +181,9 @@ def simulations(sets: int) -> None:
         print(f"{rule_name:15s} synthetic corrupted sets ({len(corrupted)}): {_summary(corrupted)}")
         print(f"{rule_name:15s} skewed clean-only files ({len(drops)}): dropped mean {statistics.mean(drops):.3f} "
               f"p90 {drops[int(0.9 * len(drops))]:.3f} max {drops[-1]:.2f}")
+        small = sorted(d for n, v in skew_clean.items() if n <= 150 for d in v)
+        print(f"{rule_name:15s}   of them <= 150 rows ({len(small)}): dropped mean {statistics.mean(small):.3f}, "
+              f"> 8 % in {sum(d > 0.08 for d in small) / len(small):.2f}")
         for seed in range(5):  # the property test's family (seed 0 is the test)
             rng = random.Random(seed)
             shares = []
