@@ -87,6 +87,27 @@ def test_an_absolute_cut_of_one_half_would_have_dropped_a_low_scoring_clean_file
     assert sum(c < cal.threshold for c in bad) >= 20
 
 
+def test_a_capped_cut_says_its_clean_drop_estimate_is_too_low() -> None:
+    """Easy rows pile near the top with a long low tail (a skewed clean mode); the mixture splits it, the
+    crossing lands above the ceiling, and the fit's clean component misses the tail: the note must say so."""
+    rng = random.Random(1)
+    delta = -4.0 / math.sqrt(17.0)  # skew-normal, shape -4, in log-odds
+
+    def skewed() -> float:
+        return 3.0 + 1.2 * (delta * abs(rng.gauss(0, 1)) + math.sqrt(1 - delta * delta) * rng.gauss(0, 1))
+
+    clean = [_sigmoid(skewed()) for _ in range(210)]
+    bad = _sample(rng, 90, -0.5, 0.8)
+    cal = calibrate(clean + bad)
+    assert cal.rule == "mixture" and cal.threshold == CEILING
+    estimate = cal.clean_dropped()
+    assert estimate is not None and sum(c < cal.threshold for c in clean) / len(clean) > estimate
+    assert "above the ceiling" in cal.note and "too low" in cal.note
+    # a cut found below the ceiling does not carry the caveat
+    low = calibrate(_sample(rng, 300, 1.5, 0.5) + _sample(rng, 100, -2.0, 0.5))
+    assert low.rule == "mixture" and low.threshold < CEILING and "too low" not in low.note
+
+
 def test_too_few_rows_keep_the_absolute_cut() -> None:
     cal = calibrate([0.9, 0.1] * ((MIN_ROWS - 1) // 2))
     assert cal.rule == "absolute" and cal.threshold == 0.5

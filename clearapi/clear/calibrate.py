@@ -233,10 +233,16 @@ def calibrate(confidences: Iterable[float]) -> Calibration:
                            note=(f"the confidences show no separate low mode (separation {separation:.2f}, "
                                  f"BIC gain {bic_gain:.1f}): read as clean, only the lower tail "
                                  f"{TAIL_Z} sd below the mean is cut"))
+    note = (f"two-component mixture: {pi:.0%} of rows in a low mode (separation {separation:.2f}); cut where a "
+            "row is more likely in it than in the clean one")
+    if _sigmoid(cut) > CEILING:
+        # above the ceiling the "low mode" is mostly the lower half of a skewed clean mode, so the "clean"
+        # component is only its upper part and undercounts the clean rows below the cut: say so
+        note += (f"; that point ({_sigmoid(cut):.2f}) is above the ceiling {CEILING}, so the cut is {CEILING}: "
+                 "the fit has likely split a skewed clean mode, and its estimate of clean rows dropped is then "
+                 "too low")
     return Calibration("mixture", min(CEILING, _sigmoid(cut)), n, corrupted_share=pi, clean=(hi.mean, hi.sd),
-                       corrupted=(lo.mean, lo.sd),
-                       note=(f"two-component mixture: {pi:.0%} of rows in a low mode (separation "
-                             f"{separation:.2f}); cut where a row is more likely in it than in the clean one"))
+                       corrupted=(lo.mean, lo.sd), note=note)
 
 
 def drop_warning(dropped: int, scored: int, calibration: Calibration | None, threshold: float,
