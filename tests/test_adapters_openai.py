@@ -265,18 +265,6 @@ async def test_missing_logprobs_are_noted_and_never_refuse_a_later_request() -> 
     await adapter.aclose()
 
 
-async def test_logprobs_without_alternatives_are_sent_with_top_logprobs_1() -> None:
-    # llama-cpp-python's server answers "logprobs": null unless top_logprobs is set
-    server = Server(lambda b: ok(completion([choice("a", logprobs=[tok("a", -0.5, [("a", -0.5)])])])))
-    adapter = adapter_for(server)
-    resp = await adapter.chat(req(logprobs=True))
-    assert server.bodies[0]["logprobs"] is True and server.bodies[0]["top_logprobs"] == 1
-    assert not any("shorter than asked" in n for n in resp.notes)  # none were asked of the adapter
-    await adapter.chat(req())
-    assert "top_logprobs" not in server.bodies[1] and "logprobs" not in server.bodies[1]
-    await adapter.aclose()
-
-
 # --- malformed answers -----------------------------------------------------------------
 
 

@@ -140,8 +140,6 @@ def test_curate_over_the_real_server_with_the_openai_provider_scores_every_row(
     for s in scores:
         assert s["methods"]["self_rating"].startswith("logprobs") and s["signals"]["self_rating"] is not None
         assert s["signals"]["consistency"] is not None and len(s["details"]["samples"]) == 2
-    # its answers carry logprobs too, because they are asked with top_logprobs (the server's quirk)
-    assert sum(s["signals"]["answer_confidence"] is not None for s in scores) >= total * 0.9
     assert summary["engine"]["requests"] >= 3 * total  # n ignored: each sample was its own call
     print(f"\n{total} rows through llama_cpp.server in {took:.0f} s: {summary['engine']['requests']} HTTP calls, "
           f"{summary['settings']['per_row']['calls']} logical calls per row")

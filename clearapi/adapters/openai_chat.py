@@ -14,8 +14,6 @@ itself. This adapter watches each answer and remembers, per model, what it learn
   server returns logprobs at all is the method's question, settled on the run's first rows
   before any row is scored (`clearapi.clear.curation`). Only a 400 that refuses logprobs is a
   `CapabilityError`.
-* ``logprobs`` without ``top_logprobs``: sent with ``top_logprobs=1``, since some servers
-  (llama-cpp-python's) return logprobs only when alternatives are asked for.
 * sentinels for "not in the list" (OpenAI's -9999, ``-inf``, anything below -1000)
   become ``None``: a sentinel is not a probability.
 
@@ -200,9 +198,8 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
                 notes.append(f"top_logprobs clamped from {top} to {caps.max_top_logprobs} "
                              f"(the most {self._profile.name} returns for {model})")
                 top = caps.max_top_logprobs
-            if caps.max_top_logprobs > 0:
-                # llama-cpp-python's server returns no logprobs at all without top_logprobs
-                params["top_logprobs"] = max(top, 1)
+            if top > 0:
+                params["top_logprobs"] = top
         return params
 
     # -- sampling n choices ------------------------------------------------------------
@@ -248,7 +245,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
             count += new
         choices: list[Choice] = []
         usage = Usage()
-        sent_top = min(int(params.get("top_logprobs", 0)), request.top_logprobs)  # 1 sent for 0: none asked
+        sent_top = int(params.get("top_logprobs", 0))
         for call in results:
             choices += self._choices(call.completion, request, model, sent_top, notes)
             usage = usage + _usage(call.completion, notes)
@@ -411,7 +408,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
         except pydantic.ValidationError as exc:
             raise TransientError(f"{self._profile.name}: malformed batch output line", reason="malformed") from exc
         notes: list[str] = []
-        sent_top = min(int(self.batch_body(request).get("top_logprobs", 0)), request.top_logprobs)
+        sent_top = int(self.batch_body(request).get("top_logprobs", 0))
         choices = self._choices(completion, request, model, sent_top, notes)
         if len(choices) < request.n:
             raise TransientError(f"{self._profile.name}: batch line has {len(choices)} of {request.n} choices",
