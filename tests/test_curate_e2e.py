@@ -315,7 +315,7 @@ def test_a_server_that_never_returns_logprobs_switches_to_the_sampled_fallback(
         assert "the server returned none" in s["methods"]["logprobs"]
         assert "answer_confidence" not in s["methods"] and s["signals"].get("answer_confidence") is None
         assert s["signals"]["self_rating"] is not None and "rating_letters" in s["details"]
-    assert "the server returned none in the 5 answer(s)" in summary["settings"]["logprobs_fallback"]
+    assert "the server returned none in the 10 answer(s)" in summary["settings"]["logprobs_fallback"]
     assert summary["signals"]["self_rating"]["method"] == "sampled x3 (fallback: no token logprobs)"
     assert any(w.startswith("token logprobs not used") for w in summary["warnings"])
     assert summary["completed"] is True and summary["engine"]["requests"] == emu.stats().requests

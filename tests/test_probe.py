@@ -53,11 +53,11 @@ class Script:
 
 
 async def test_an_answer_with_logprobs_keeps_the_plan_and_every_answer_is_handed_to_its_row() -> None:
-    rows = examples(PROBE_ROWS + 3)
+    rows = examples(5)
     chat = Script([EMPTY, TransientError("down", reason="500"), WITH, WITHOUT, EMPTY])
     plan, primed = await settle_logprobs(chat, rows, PLAN, FALLBACK)
     assert plan is PLAN and plan.fallback is None
-    assert chat.asked == [rating_request(PLAN, r) for r in rows[:PROBE_ROWS]]  # the first rows', together
+    assert chat.asked == [rating_request(PLAN, r) for r in rows]  # all of them, whatever the first says
     # the answers received (the empty one too) are used by their rows instead of a second call
     assert len(primed) == 4
     engine = Script([WITH])
@@ -71,7 +71,7 @@ async def test_an_answer_with_logprobs_keeps_the_plan_and_every_answer_is_handed
 
 async def test_answers_without_logprobs_switch_to_the_fallback_and_say_why() -> None:
     chat = Script([EMPTY, WITHOUT, WITHOUT, TransientError("down", reason="500"), WITHOUT])
-    plan, primed = await settle_logprobs(chat, examples(PROBE_ROWS + 3), PLAN, FALLBACK)
+    plan, primed = await settle_logprobs(chat, examples(5), PLAN, FALLBACK)
     assert plan.rating == "sampled" and not plan.answer_logprobs and primed == {}
     assert plan.fallback is not None and "returned none in the 3 answer(s) with text" in plan.fallback
     assert plan.methods()["self_rating"] == "sampled x3 (fallback: no token logprobs)"

@@ -26,7 +26,7 @@ from clearapi.records import ChatRequest, ChatResponse, Example
 __all__ = ["PROBE_ROWS", "Primed", "settle_logprobs"]
 
 #: rows whose rating request may be asked before the run, at most
-PROBE_ROWS = 5
+PROBE_ROWS = 10
 
 
 class Primed:
