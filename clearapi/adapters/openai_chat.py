@@ -12,7 +12,7 @@ itself. This adapter watches each answer and remembers, per model, what it learn
 * logprobs asked for and not returned: that answer has none, noted. Nothing is learned from
   it (which answer arrives first would then decide what later rows are asked); whether a
   server returns logprobs at all is the method's question, settled on the run's first rows
-  before any row is scored (`clearapi.clear.curation`). Only a 400 that refuses logprobs is a
+  before any row is scored (`clearapi.clear.probe`). Only a 400 that refuses logprobs is a
   `CapabilityError`.
 * sentinels for "not in the list" (OpenAI's -9999, ``-inf``, anything below -1000)
   become ``None``: a sentinel is not a probability.
@@ -247,7 +247,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
         usage = Usage()
         sent_top = int(params.get("top_logprobs", 0))
         for call in results:
-            choices += self._choices(call.completion, request, model, sent_top, notes)
+            choices += self._choices(call.completion, request, sent_top, notes)
             usage = usage + _usage(call.completion, notes)
         ratelimit = parse_ratelimit(results[0].headers)
         return choices[:want], usage, len(results), ratelimit
@@ -268,7 +268,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
 
     # -- reading the answer ------------------------------------------------------------
 
-    def _choices(self, completion: ChatCompletion, request: ChatRequest, model: str, sent_top: int,
+    def _choices(self, completion: ChatCompletion, request: ChatRequest, sent_top: int,
                  notes: list[str]) -> list[Choice]:
         out: list[Choice] = []
         try:
@@ -409,7 +409,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
             raise TransientError(f"{self._profile.name}: malformed batch output line", reason="malformed") from exc
         notes: list[str] = []
         sent_top = int(self.batch_body(request).get("top_logprobs", 0))
-        choices = self._choices(completion, request, model, sent_top, notes)
+        choices = self._choices(completion, request, sent_top, notes)
         if len(choices) < request.n:
             raise TransientError(f"{self._profile.name}: batch line has {len(choices)} of {request.n} choices",
                                  reason="n_ignored")
