@@ -203,7 +203,8 @@ def test_auth_failure_stops_cleanly(tmp_path: Path, emulator_factory: Any, monke
 
 def test_fatal_error_mid_run_keeps_finished_rows(tmp_path: Path, emulator_factory: Any,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    emu = emulator_factory(fault_at={9: "insufficient_quota"})
+    # requests 1-10 are the first 10 rows' ratings (the logprobs check), then each row's samples
+    emu = emulator_factory(fault_at={16: "insufficient_quota"})
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
     src, total = _subset(tmp_path, 12, bad=False)
     out = tmp_path / "out"
