@@ -40,8 +40,9 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
-def measure(name: str, out: Path, data: Path, seconds: float) -> dict[str, Any]:
-    """AUROC per signal and combined, from one finished run's scores.jsonl and summary.json."""
+def measure(name: str, out: Path, data: Path, seconds: float, first: int = 40) -> dict[str, Any]:
+    """AUROC per signal and combined, from one finished run's scores.jsonl and summary.json; also
+    combined on the `first` rows alone (the local method's long-context figures cover only those)."""
     labels = {r["line"]: r for r in _jsonl(data.parent / "labels.jsonl")}
     scores = _jsonl(out / "scores.jsonl")
     summary = json.loads((out / "summary.json").read_text())
@@ -55,6 +56,7 @@ def measure(name: str, out: Path, data: Path, seconds: float) -> dict[str, Any]:
                            "completed": summary["completed"], "seconds": seconds}
     for sig in SIGNAL_NAMES:
         row[sig] = auroc([s["signals"].get(sig) for s in scores], clean)
+    row[f"combined_first_{first}"] = auroc([s["confidence"] for s in scores[:first]], clean[:first])
     return row
 
 
@@ -64,11 +66,12 @@ def _fmt(x: float | None) -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print("\nAUROC (corrupted vs clean), billed-API method over --provider openai:")
-    print(f"| set | rows (corrupted) | {' | '.join(SHOWN)} | **combined** | calls/row (HTTP) | fallback | time |")
-    print("| --- " * (len(SHOWN) + 6) + "|")
+    print(f"| set | rows (corrupted) | {' | '.join(SHOWN)} | **combined** | first 40 rows | calls/row (HTTP) "
+          "| fallback | time |")
+    print("| --- " * (len(SHOWN) + 7) + "|")
     for r in rows:
         print(f"| {r['set']} | {r['scored']}/{r['rows']} ({r['corrupted']}) | "
-              f"{' | '.join(_fmt(r[s]) for s in SHOWN)} | **{_fmt(r['combined'])}** | "
+              f"{' | '.join(_fmt(r[s]) for s in SHOWN)} | **{_fmt(r['combined'])}** | {_fmt(r['combined_first_40'])} | "
               f"{r['calls_per_row']:.2f} ({r['http_calls_per_row']:.2f}) | {'yes' if r['fallback'] else 'no'} | "
               f"{r['seconds']:.0f} s |")
 
