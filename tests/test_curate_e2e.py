@@ -203,7 +203,8 @@ def test_auth_failure_stops_cleanly(tmp_path: Path, emulator_factory: Any, monke
 
 def test_fatal_error_mid_run_keeps_finished_rows(tmp_path: Path, emulator_factory: Any,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    emu = emulator_factory(fault_at={9: "insufficient_quota"})
+    # requests 1-10 are the first 10 rows' ratings (the logprobs check), then each row's samples
+    emu = emulator_factory(fault_at={16: "insufficient_quota"})
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
     src, total = _subset(tmp_path, 12, bad=False)
     out = tmp_path / "out"
@@ -294,6 +295,55 @@ def test_provider_without_logprobs_samples_the_rating(tmp_path: Path, emulator: 
     assert emulator.stats().by_path.get("/v1/messages", 0) >= 5 * len(scores)
 
 
+def test_a_server_that_never_returns_logprobs_switches_to_the_sampled_fallback(
+        tmp_path: Path, emulator_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OpenAI-compatible server that drops logprobs (the profile says it has them): the run is
+    scored whole with the fallback a provider without logprobs gets, and says so, never a stop."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    emu = emulator_factory(returns_logprobs=False, seed=3)  # otherwise the rude defaults
+    src, total = _subset(tmp_path, 12)
+    out = tmp_path / "out"
+    def args(to: Path) -> list[str]:
+        return ["curate", str(src), "-o", str(to), "--provider", "openai", "--model", "gpt-4o-mini",
+                "--base-url", emu.base_url + "/v1", "--cache", str(tmp_path / "c.sqlite"), "--filter-fraction", "0.3"]
+
+    assert main(args(out)) == 0
+    summary = _check_outputs(out, total, rejected_lines=[2, 3])
+    scores = _jsonl(out / "scores.jsonl")
+    assert len(scores) == total - 2
+    for s in scores:  # every row under the same plan, the first ones too
+        assert s["methods"]["self_rating"] == "sampled x3 (fallback: no token logprobs)"
+        assert "the server returned none" in s["methods"]["logprobs"]
+        assert "answer_confidence" not in s["methods"] and s["signals"].get("answer_confidence") is None
+        assert s["signals"]["self_rating"] is not None and "rating_letters" in s["details"]
+    assert "the server returned none in the 10 answer(s)" in summary["settings"]["logprobs_fallback"]
+    assert summary["signals"]["self_rating"]["method"] == "sampled x3 (fallback: no token logprobs)"
+    assert any(w.startswith("token logprobs not used") for w in summary["warnings"])
+    assert summary["completed"] is True and summary["engine"]["requests"] == emu.stats().requests
+
+    # a re-run reaches the same plan from the cache: the same scores, no call
+    emu.reset()
+    assert main(args(tmp_path / "again")) == 0
+    assert [(s["line"], s["confidence"]) for s in _jsonl(tmp_path / "again" / "scores.jsonl")] == \
+        [(s["line"], s["confidence"]) for s in scores]
+    assert emu.stats().requests == 0
+
+
+def test_a_server_with_logprobs_keeps_the_logprobs_plan_and_the_check_costs_no_call(
+        tmp_path: Path, emulator: EmulatorThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator.configure(polite=True)  # counts requests exactly
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
+    src, total = _subset(tmp_path, 6, bad=False)
+    out = tmp_path / "out"
+    assert main(_openai_args(emulator, src, out, "--action", "filter")) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["logprobs_fallback"] is None
+    assert all(s["methods"]["self_rating"] == "logprobs" for s in _jsonl(out / "scores.jsonl"))
+    # the first row's rating answer was the check's: 2 calls per row, none repeated
+    assert emulator.stats().requests == summary["engine"]["requests"] == 2 * total
+    assert emulator.stats().repeated_bodies == 0 and summary["engine"]["cache_hits"] == 0
+
+
 def test_csv_input_and_another_target(tmp_path: Path, emulator: EmulatorThread,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
@@ -355,19 +405,20 @@ def test_timeout_option_bounds_a_hanging_request(tmp_path: Path, emulator_factor
 
 def test_scores_do_not_depend_on_faults_on_a_server_with_short_top_logprobs(
         tmp_path: Path, emulator_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rude defaults (short top_logprobs lists, empty completions, stray 500s, all drawn from the
+    request's content) clean, and with 20% faults on top: every score line is the same."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
-    src, _ = _subset(tmp_path, 20, bad=False)
-    rude = dict(exact_top_logprobs=False, seed=5)
-    clean = emulator_factory(**rude)
-    faulty = emulator_factory(fault_rate=0.2, fault_kinds=["500", "503", "429", "reset", "truncated"], **rude)
+    src, _ = _subset(tmp_path, 30, bad=False)
+    clean = emulator_factory(seed=5)
+    faulty = emulator_factory(seed=5, fault_rate=0.2, fault_kinds=["500", "503", "429", "reset", "truncated"])
     assert main(_openai_args(clean, src, tmp_path / "clean", "--max-concurrency", "4")) == 0
-    assert main(_openai_args(faulty, src, tmp_path / "faulty", "--max-concurrency", "4")) == 0
-    assert sum(faulty.stats().faults.values()) > 0
-    a = [(s["line"], s["confidence"], s["action"]) for s in _jsonl(tmp_path / "clean" / "scores.jsonl")]
-    b = [(s["line"], s["confidence"], s["action"]) for s in _jsonl(tmp_path / "faulty" / "scores.jsonl")]
-    assert len(a) == 20 and a == b
-    rows = _jsonl(tmp_path / "faulty" / "scores.jsonl")
-    assert any("renormalised over the" in r["methods"]["self_rating"] for r in rows)  # the short list is said
+    assert main(_openai_args(faulty, src, tmp_path / "faulty", "--max-concurrency", "8")) == 0
+    assert clean.stats().faults["500"] > 0  # the stray 500s of the rude defaults...
+    assert sum(faulty.stats().faults.values()) > 2 * clean.stats().faults["500"]  # ...and the injected faults
+    a, b = _jsonl(tmp_path / "clean" / "scores.jsonl"), _jsonl(tmp_path / "faulty" / "scores.jsonl")
+    assert len(a) == 30 and a == b  # confidences, signals, texts, decisions: all of it
+    assert any("renormalised over the" in r["methods"]["self_rating"] for r in a)  # the short list is said
+    assert any("" in r["details"].get("samples", []) for r in a)  # an empty completion was met
 
 
 def test_judgements_for_early_rows_start_while_later_rows_are_still_scored(tmp_path: Path,

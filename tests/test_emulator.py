@@ -730,9 +730,16 @@ def test_defaults_are_rude_and_polite_is_the_ideal_server() -> None:
     rude = EmulatorConfig()
     assert not rude.exact_top_logprobs and rude.empty_rate > 0 and rude.stray_500_rate > 0
     plan, again = FaultPlan(rude), FaultPlan(rude)
-    kinds = [plan.pick(n, "openai") for n in range(1, 2001)]
+    bodies = [b'{"messages": "question %d"}' % n for n in range(1, 2001)]
+    kinds = [plan.pick(n, "openai", body) for n, body in enumerate(bodies, 1)]
     assert 10 < kinds.count("500") < 80 and set(kinds) == {None, "500"}  # about 2%, retryable
-    assert kinds == [again.pick(n, "openai") for n in range(1, 2001)]  # seeded
+    # drawn from the seed and the body, not the arrival order: the same requests in reverse order
+    # (as with other faults shifting them) meet the same stray 500s
+    assert kinds[::-1] == [again.pick(n, "openai", body) for n, body in enumerate(reversed(bodies), 1)]
+    assert kinds != [FaultPlan(EmulatorConfig(seed=1)).pick(n, "openai", b) for n, b in enumerate(bodies, 1)]
+    # a retry of a body that got one draws again: it gets through (here, on its next attempt)
+    hit = bodies[kinds.index("500")]
+    assert [plan.pick(1, "openai", hit) for _ in range(3)] == [None, None, None]
     polite = EmulatorConfig(polite=True)
     assert polite.exact_top_logprobs and polite.empty_rate == 0 and polite.stray_500_rate == 0
     plan = FaultPlan(polite)

@@ -220,19 +220,23 @@ def test_a_stopped_run_keeps_the_previous_complete_outputs(tmp_path: Path, emula
 
     def run(*extra: str, **env_extra: str) -> tuple[subprocess.CompletedProcess[str], int]:
         emu.reset()
-        done = _cli(_args(emu, src, out, "--no-cache", *extra), {**env, **env_extra})
+        # one call in flight: a call the stop cancels mid-flight may or may not have reached the server
+        # (which depends on timing, not on clearapi), so the stopped runs keep none in flight
+        done = _cli(_args(emu, src, out, "--no-cache", "--max-concurrency", "1", *extra), {**env, **env_extra})
         return done, emu.stats().requests
 
     done, calls = run(OPENAI_API_KEY="sk-wrong-key-987654321")  # 401
     _stopped(done, out, before, calls, "AuthError")
+    assert calls == 1  # the first answer stops the run: nothing more is sent
     emu.configure(fault_at={20: "insufficient_quota"})
-    done, calls = run("--max-concurrency", "2")
+    done, calls = run()
     _stopped(done, out, before, calls, "QuotaExhausted")
+    assert calls == 20
     emu.configure(fault_at={})
     done, calls = run("--max-cost", "0.0005")
     _stopped(done, out, before, calls, "BudgetExceeded")
     # a complete run replaces the outputs and removes the stopped run's partial files
-    done, _ = run()
+    done = _cli(_args(emu, src, out, "--no-cache"), env)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(before)
 

@@ -90,3 +90,58 @@ async def test_twenty_alternatives(llama_server: Any) -> None:
         assert len(tok.top) == 20
         assert [a.logprob for a in tok.top] == sorted((a.logprob for a in tok.top), reverse=True)
     assert resp.choices[0].logprobs
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _varied_rows(path: Path, per_set: int = 30) -> int:
+    """The first `per_set` rows of each short labelled set: reading comprehension, arithmetic, unit
+    conversions, definitions, email subjects, word questions and general knowledge, 1 in 3 with a
+    system message, about a quarter corrupted."""
+    lines: list[str] = []
+    for name in ("qa.jsonl", "heldout/qa.jsonl", "factual/qa.jsonl"):
+        lines += (ROOT / "examples" / name).read_text(encoding="utf-8").splitlines()[:per_set]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines)
+
+
+@pytest.mark.timeout(600)
+def test_curate_over_the_real_server_with_the_openai_provider_scores_every_row(
+        llama_server: Any, tmp_path: Path) -> None:
+    """`clearapi curate --provider openai --base-url` at llama-cpp-python's server, as a user would point
+    it at any OpenAI-compatible server: 90 rows, the billed-API plan (2 calls per row: the rating read
+    from top logprobs, and a sample; one sample keeps it fast, test_server_ignoring_n covers ``n``), no
+    cache. Every row is scored, no stop, exit 0."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "rows.jsonl"
+    total = _varied_rows(src)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "clearapi", "curate", str(src), "-o", str(out), "--provider", "openai",
+           "--base-url", llama_server.base_url, "--model", llama_server.model_alias, "--no-cache",
+           "--samples", "1", "--no-progress"]
+    env = {**os.environ, "OPENAI_API_KEY": "sk-no-key-needed"}
+    started = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=580)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    c = summary["counts"]
+    assert summary["completed"] is True and summary["stopped_reason"] is None
+    assert c["rows"] == total == 90 and c["rejected"] == 0 and c["failed"] == 0
+    assert c["kept"] + c["corrected"] + c["dropped"] == total
+    scores = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
+    assert [s["line"] for s in scores] == list(range(1, total + 1))
+    assert summary["settings"]["logprobs_fallback"] is None  # it returns logprobs: the plan is kept
+    for s in scores:
+        assert s["methods"]["self_rating"].startswith("logprobs") and s["signals"]["self_rating"] is not None
+        assert s["signals"]["consistency"] is not None and len(s["details"]["samples"]) == 1
+        assert s["calls"] >= 2
+    assert summary["engine"]["requests"] >= 2 * total
+    print(f"\n{total} rows through llama_cpp.server in {took:.0f} s: {summary['engine']['requests']} HTTP calls, "
+          f"{summary['settings']['per_row']['calls']} logical calls per row")

@@ -9,9 +9,11 @@ itself. This adapter watches each answer and remembers, per model, what it learn
 * ``top_logprobs`` lists shorter than asked (many servers cut some tokens' lists): taken as
   they come, noted, never a lower cap for later calls, so scores do not depend on the order
   in which answers arrive.
-* logprobs missing from every answer so far: the next request that needs them gets
-  `CapabilityError` instead of a run full of empty signals. Once one answer has carried
-  logprobs, a later one without them is a quirk of that answer, noted and not fatal.
+* logprobs asked for and not returned: that answer has none, noted. Nothing is learned from
+  it (which answer arrives first would then decide what later rows are asked); whether a
+  server returns logprobs at all is the method's question, settled on the run's first rows
+  before any row is scored (`clearapi.clear.probe`). Only a 400 that refuses logprobs is a
+  `CapabilityError`.
 * sentinels for "not in the list" (OpenAI's -9999, ``-inf``, anything below -1000)
   become ``None``: a sentinel is not a probability.
 
@@ -81,8 +83,8 @@ class _Learned:
 
     n_ignored: bool = False
     top_logprobs_cap: int | None = None
+    #: a 400 refused them (an answer that merely lacks them teaches nothing)
     logprobs_missing: bool = False
-    logprobs_seen: bool = False
     prompt_logprobs_missing: bool = False
 
 
@@ -164,7 +166,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
 
     def _no_logprobs_message(self, model: str) -> str:
         learned = self._learned.get(model)
-        why = ("an earlier response from it came back without them" if learned and learned.logprobs_missing
+        why = ("the server refused them earlier" if learned and learned.logprobs_missing
                else f"profile {self._profile.name!r} says so")
         return (f"{self._profile.name}: model {model!r} does not return token logprobs ({why}); "
                 "choose a model/provider with logprobs, or let the method fall back to sampled ratings")
@@ -245,7 +247,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
         usage = Usage()
         sent_top = int(params.get("top_logprobs", 0))
         for call in results:
-            choices += self._choices(call.completion, request, model, sent_top, notes)
+            choices += self._choices(call.completion, request, sent_top, notes)
             usage = usage + _usage(call.completion, notes)
         ratelimit = parse_ratelimit(results[0].headers)
         return choices[:want], usage, len(results), ratelimit
@@ -266,7 +268,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
 
     # -- reading the answer ------------------------------------------------------------
 
-    def _choices(self, completion: ChatCompletion, request: ChatRequest, model: str, sent_top: int,
+    def _choices(self, completion: ChatCompletion, request: ChatRequest, sent_top: int,
                  notes: list[str]) -> list[Choice]:
         out: list[Choice] = []
         try:
@@ -280,26 +282,19 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
                     _note_once(notes, "refusal returned instead of content")
                 logprobs = None
                 if request.logprobs:
-                    logprobs = self._token_logprobs(choice, model, text, sent_top, notes)
+                    logprobs = self._token_logprobs(choice, text, sent_top, notes)
                 out.append(Choice(text=text, logprobs=logprobs, finish_reason=choice.finish_reason))
         except (AttributeError, TypeError, ValueError, pydantic.ValidationError) as exc:
             raise TransientError(f"{self._profile.name}: malformed response body ({exc})",
                                  reason="malformed") from exc
         return out
 
-    def _token_logprobs(self, choice: Any, model: str, text: str, asked: int,
-                        notes: list[str]) -> list[TokenLogprob] | None:
+    def _token_logprobs(self, choice: Any, text: str, asked: int, notes: list[str]) -> list[TokenLogprob] | None:
         items = _raw_logprobs(getattr(choice, "logprobs", None))
         if items is None:
-            learned = self._learn(model)
-            if text and not learned.logprobs_seen:
-                learned.logprobs_missing = True
-                _note_once(notes, "logprobs asked for but not returned; later calls needing them will fail")
-            elif text:
-                _note_once(notes, "logprobs missing from this answer (earlier answers had them)")
+            if text:
+                _note_once(notes, "logprobs asked for but not returned in this answer")
             return None
-        if items:
-            self._learn(model).logprobs_seen = True
         tokens: list[TokenLogprob] = []
         sentinels = 0
         widest = 0
@@ -414,7 +409,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
             raise TransientError(f"{self._profile.name}: malformed batch output line", reason="malformed") from exc
         notes: list[str] = []
         sent_top = int(self.batch_body(request).get("top_logprobs", 0))
-        choices = self._choices(completion, request, model, sent_top, notes)
+        choices = self._choices(completion, request, sent_top, notes)
         if len(choices) < request.n:
             raise TransientError(f"{self._profile.name}: batch line has {len(choices)} of {request.n} choices",
                                  reason="n_ignored")

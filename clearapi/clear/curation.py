@@ -2,6 +2,10 @@
 
 A curate run is two passes over the input, so memory stays flat on any file size:
 
+0. **plan**: the scoring plan follows the provider's capabilities; whether the server really
+   returns logprobs is settled on the first rows before any row is scored (`clearapi.clear.probe`),
+   so every row is scored under one plan: the logprobs one, or the sampled fallback, said in
+   ``methods`` and the summary.
 1. **score**: stream the input; every `Example` is scored (`pipeline.score_example`) under
    the engine's limits, in input order; its `Score` goes to a scratch file in the output
    folder and only ``confidence`` stays in memory (8 bytes a row, for the calibrated cut and ``--filter-fraction``).
@@ -44,7 +48,7 @@ from clearapi.clear.demos import DemoPool
 from clearapi.clear.estimate import Estimate, estimate_run
 from clearapi.clear.judge import LIKELIHOOD_CORRECT_THRESHOLD, JudgeSpec, Panel, panel_judgement
 from clearapi.clear.options import CurateOptions
-from clearapi.clear.pipeline import RowWork, ScoringPlan, score_example
+from clearapi.clear.pipeline import Chat, RowWork, ScoringPlan, score_example
 from clearapi.clear.policy import (
     DEFAULT_CORRECT_THRESHOLD,
     Judgement,
@@ -53,6 +57,7 @@ from clearapi.clear.policy import (
     fraction_threshold,
     needs_judgement,
 )
+from clearapi.clear.probe import PROBE_ROWS, Primed, settle_logprobs
 from clearapi.clear.signals import SIGNAL_NAMES
 from clearapi.datasets import DatasetReader, ReadStats
 from clearapi.engine import Engine, RateLimits, Retries
@@ -69,7 +74,7 @@ from clearapi.errors import (
 from clearapi.finetune.targets import record_for
 from clearapi.outdir import OutputFolder, partial_name
 from clearapi.profiles import load_profile
-from clearapi.records import Capabilities, Example, FailedRow, Reject, RowCounts, Score, Summary
+from clearapi.records import Capabilities, ChatResponse, Example, FailedRow, Reject, RowCounts, Score, Summary
 from clearapi.redact import redact_url
 from clearapi.spool import SpooledInput
 from clearapi.writers import AtomicJsonlWriter, dumps_line, write_json_atomic
@@ -160,6 +165,32 @@ def _plan(caps: Capabilities, opts: CurateOptions) -> ScoringPlan:
                                         demonstrations=opts.demonstrations, demo_sets=opts.demo_sets)
 
 
+async def _run_plan(engine: Engine, reader: DatasetReader,
+                    opts: CurateOptions) -> tuple[ScoringPlan, dict[str, ChatResponse]]:
+    """The run's plan, with whether the server returns logprobs settled on its first rows
+    (`clearapi.clear.probe`), and the probe's answers its rows will ask again. Batch mode
+    serves providers whose own hosts return what their profiles say, and is not probed."""
+    caps = engine.capabilities
+    plan = _plan(caps, opts)
+    if plan.rating != "logprobs" or engine.batch is not None:
+        return plan, {}
+    fallback = _plan(caps.model_copy(update={"logprobs": False, "max_top_logprobs": 0}), opts)
+    first = await asyncio.to_thread(_first_examples, reader, opts.limit)
+    return await settle_logprobs(engine, first, plan, fallback)
+
+
+def _first_examples(reader: DatasetReader, limit: int | None) -> list[Example]:
+    """Up to `PROBE_ROWS` examples from the input's first `limit` rows (a short read)."""
+    out: list[Example] = []
+    with contextlib.closing(iter(reader)) as rows:
+        for item in itertools.islice(rows, limit):
+            if isinstance(item, Example):
+                out.append(item)
+                if len(out) == PROBE_ROWS:
+                    break
+    return out
+
+
 def _demo_pool(reader: DatasetReader, plan: ScoringPlan) -> DemoPool | None:
     """The rows demonstrations are drawn from: the first eligible rows of the input (a short read)."""
     if not plan.demonstrations:
@@ -174,7 +205,7 @@ def failed_row(file: str, example: Example, exc: ClearAPIError) -> FailedRow:
                      error=f"{type(exc).__name__}: {exc}", attempts=exc.attempts)
 
 
-async def score_row(engine: Engine, example: Example, plan: ScoringPlan, file: str, *, model: str,
+async def score_row(engine: Chat, example: Example, plan: ScoringPlan, file: str, *, model: str,
                     demos: DemoPool | None) -> Score | FailedRow:
     """One row's score, or its failed.jsonl line (what every executor runs per row)."""
     try:
@@ -201,17 +232,20 @@ async def _score_stage(opts: CurateOptions, engine: Engine) -> AsyncIterator[Sco
 
 async def _score_rows(engine: Engine, reader: DatasetReader, plan: ScoringPlan, file: str,
                       then: Callable[[Example, Score], Awaitable[Score]] | None = None,
-                      limit: int | None = None) -> AsyncIterator[Score | Reject | FailedRow]:
+                      limit: int | None = None,
+                      primed: Mapping[str, ChatResponse] | None = None) -> AsyncIterator[Score | Reject | FailedRow]:
     """Scores, rejects (bad input) and failed rows (calls that failed after retries) in input
     order. `then` runs on each score in the row's own task (curate's judgement, while later rows
-    score); `limit` keeps the first N input rows, rejects and failures included."""
+    score); `limit` keeps the first N input rows, rejects and failures included; `primed` holds
+    answers the plan's probe already received."""
     model = _model_name(engine)
     demos = await asyncio.to_thread(_demo_pool, reader, plan)
+    chat: Chat = Primed(engine, primed) if primed else engine
 
     async def one(item: Example | Reject) -> Score | Reject | FailedRow:
         if isinstance(item, Reject):
             return item
-        scored = await score_row(engine, item, plan, file, model=model, demos=demos)
+        scored = await score_row(chat, item, plan, file, model=model, demos=demos)
         return scored if then is None or isinstance(scored, FailedRow) else await then(item, scored)
 
     from clearapi.sources import count_rows
@@ -246,9 +280,9 @@ async def score(input: Input, *, engine: Engine | None = None,
         reader = _reader(source, opts)
         if engine is None:
             engine = await stack.enter_async_context(_engine(opts))
-        plan = _plan(engine.capabilities, opts)
+        plan, primed = await _run_plan(engine, reader, opts)
         score_rows = await stack.enter_async_context(_score_stage(opts, engine))
-        async for item in score_rows(engine, reader, plan, reader.name, limit=opts.limit):
+        async for item in score_rows(engine, reader, plan, reader.name, limit=opts.limit, primed=primed):
             if isinstance(item, Reject):
                 if on_reject is not None:
                     on_reject(item)
@@ -357,7 +391,11 @@ async def curate(input: Input, out_dir: str | os.PathLike[str], *,
 async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opts: CurateOptions,
                started: str, *, output_dir: Path, judges: list[tuple[str, Engine]] | None = None,
                score_rows: ScoreRows | None = None) -> Summary:
-    plan = _plan(engine.capabilities, opts)
+    stopped: FatalError | None = None
+    try:
+        plan, primed = await _run_plan(engine, reader, opts)
+    except FatalError as exc:  # a bad key, no quota: met on the first row, as without the probe
+        plan, primed, stopped = _plan(engine.capabilities, opts), {}, exc
     judges = judges or []
     panel = Panel([(name, e, ScoringPlan.for_capabilities(e.capabilities, seed=opts.seed)) for name, e in judges],
                   majority=opts.judge_majority)
@@ -366,7 +404,6 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         gate = LIKELIHOOD_CORRECT_THRESHOLD if plan.likelihood and not judges else DEFAULT_CORRECT_THRESHOLD
     settings = PolicySettings(action=opts.action, correct_threshold=gate, eta=opts.eta)
     tally = _Tally()
-    stopped: FatalError | None = None
     scratch = out / ".clearapi-scores.partial.jsonl"
     confidences = array("d")
     scored_lines = 0
@@ -390,8 +427,11 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
         # --- pass 1: score ------------------------------------------------------------------
         with scratch.open("wb") as fh:
             try:
+                if stopped is not None:  # the probe met it: no row is scored
+                    raise stopped
                 early_decide = decide_now if opts.filter_fraction is None and opts.threshold is not None else None
-                async for item in (score_rows or _score_rows)(engine, reader, plan, input, early_decide, opts.limit):
+                async for item in (score_rows or _score_rows)(engine, reader, plan, input, early_decide, opts.limit,
+                                                              primed):
                     tally.counts.rows += 1
                     tally.last_line = item.line
                     if isinstance(item, Reject):
@@ -464,6 +504,10 @@ async def _run(engine: Engine, reader: DatasetReader, input: str, out: Path, opt
                        correct_threshold=settings.correct_threshold)
     if tally.counts.failed:
         summary.warnings.append(failed_warning(tally.counts.failed, OUTPUTS["failed"]))
+    if plan.fallback:
+        summary.warnings.append(f"token logprobs not used: {plan.fallback}. Every row was scored with the "
+                                f"method's sampled fallback (self-rating sampled x{plan.rating_samples}, no answer "
+                                "confidence), as on a provider without logprobs.")
     summary.calibration = calibration.report(threshold)
     if warning is not None:  # the CLI prints it on stderr; a library caller reads summary.warnings
         summary.warnings.append(warning)
@@ -567,7 +611,7 @@ def _summary(engine: Engine, input: str, out: Path, opts: CurateOptions, plan: S
         settings={**opts.settings(), "base_url": redact_url(engine.base_url),
                   "base_url_source": engine.base_url_source, "best_answer": plan.best_answer, "demonstrations": plan.demonstrations,
                   "demo_sets": plan.sets(), "correct_threshold": correct_threshold, "per_row": per_row,
-                  "format": read_stats.format},
+                  "format": read_stats.format, "logprobs_fallback": plan.fallback},
         threshold=threshold, engine=engine.stats, signals=signals,
         outputs={k: v for k, v in OUTPUTS.items() if k != "report"},
     )

@@ -80,6 +80,7 @@ __all__ = [
     "RowWork",
     "ScoringPlan",
     "judge",
+    "rating_request",
     "score_example",
 ]
 
@@ -121,6 +122,9 @@ class ScoringPlan:
     temperature: float = 1.0
     min_answer_tokens: int = 24
     max_answer_tokens: int = 512
+    #: why the plan is the provider's no-logprobs fallback although its profile has logprobs
+    #: (e.g. the server returned none on the run's first rows; `clearapi.clear.probe`)
+    fallback: str | None = None
 
     @classmethod
     def for_capabilities(cls, caps: Capabilities, *, samples: int = 4, seed: int = 0,
@@ -215,6 +219,9 @@ class ScoringPlan:
     def methods(self) -> dict[str, str]:
         """How each signal is obtained under this plan (for `Score.methods`)."""
         out = {"self_rating": "logprobs" if self.rating == "logprobs" else f"sampled x{self.rating_samples}"}
+        if self.fallback:
+            out["self_rating"] += " (fallback: no token logprobs)"
+            out["logprobs"] = f"not used: {self.fallback}; the method's sampled fallback was used"
         if self.samples:
             many = self.sets() > 1 and self.best_answer
             answers = f"the {self.sets()} answers at T=0 (one per demonstration set)" if many else "the answer at T=0"
@@ -263,13 +270,17 @@ class RowWork:
 # --- per-signal requests --------------------------------------------------------------------
 
 
+def rating_request(plan: ScoringPlan, example: Example) -> ChatRequest:
+    """The one-token self-rating request a logprobs plan sends for `example`."""
+    return ChatRequest(messages=prompts.rating_messages(example.prompt_messages, example.response), max_tokens=1,
+                       temperature=0.0, logprobs=True, top_logprobs=plan.top_logprobs, seed=plan.seed, tag="rating")
+
+
 async def _self_rating(engine: Chat, work: RowWork, plan: ScoringPlan,
                        example: Example) -> tuple[float | None, dict[str, Any]]:
     messages = prompts.rating_messages(example.prompt_messages, example.response)
     if plan.rating == "logprobs":
-        response = await work.ask(engine, ChatRequest(
-            messages=messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=plan.top_logprobs,
-            seed=plan.seed, tag="rating"))
+        response = await work.ask(engine, rating_request(plan, example))
         choice = response.choices[0] if response.choices else None
         first = choice.logprobs[0] if choice is not None and choice.logprobs else None
         if first is None:

@@ -27,7 +27,7 @@ import logging
 import os
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -41,7 +41,7 @@ from clearapi.engine.engine import RateLimits, _sends_ratelimit_headers
 from clearapi.errors import ConfigError, FatalError
 from clearapi.executors.pacing import LimiterState, RemotePacer, RemoteRates, SharedLimiter
 from clearapi.profiles import Profile
-from clearapi.records import Example, FailedRow, Reject, RunStats, Score
+from clearapi.records import ChatResponse, Example, FailedRow, Reject, RunStats, Score
 
 __all__ = ["DEFAULT_WORKERS", "RayExecutor", "RaySession", "ScoringWorker", "import_ray"]
 
@@ -231,9 +231,11 @@ class RayExecutor:
 
     async def score_rows(self, engine: Engine, reader: DatasetReader, plan: ScoringPlan, file: str,
                          then: Callable[[Example, Score], Awaitable[Score]] | None = None,
-                         limit: int | None = None) -> AsyncIterator[Score | Reject | FailedRow]:
+                         limit: int | None = None,
+                         primed: Mapping[str, ChatResponse] | None = None) -> AsyncIterator[Score | Reject | FailedRow]:
         """Scores, rejects and failed rows in input order, like `curation._score_rows`; `then`
-        (curate's early decision) runs here, in the driver, as each row comes back."""
+        (curate's early decision) runs here, in the driver, as each row comes back. The logprobs
+        probe's answers (`primed`) stay in the driver: the workers ask again and the cache answers."""
         from clearapi.clear.curation import _demo_pool, _model_name
 
         demos = await asyncio.to_thread(_demo_pool, reader, plan)

@@ -25,6 +25,9 @@ Behaviour (`EmulatorConfig`): answers from `responder.DefaultResponder` (or your
 ``api_key`` is set; limits in `limits` (token buckets, ``burst_seconds`` = 1 s by default, headers
 on every response); latency fixed / uniform / lognormal; faults in `faults` (random at a rate per
 kind or overall, or scripted by request number); cassette replay in `clearapi_testing.cassettes`.
+Rude by default like real servers (short ``top_logprobs`` lists, empty completions, stray 500s, all
+drawn from the seed and the request's content), ideal with ``polite=True``; ``returns_logprobs=False``
+(``--no-logprobs``) answers without logprobs even when asked, as some compatible servers do.
 Change any of it while running: ``emu.configure(fault_rate=0)`` or ``POST /admin/config``.
 ``await emu.wait_requests(n)`` (``EmulatorThread.wait_requests(n)`` in sync code) returns once n
 API requests have arrived, so a test can act mid-run without sleeping.

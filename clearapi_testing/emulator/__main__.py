@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="the ideal server: exact top_logprobs lists, no empty completions, no stray 500s")
     p.add_argument("--short-top-logprobs", action="store_true",
                    help="list fewer top_logprobs than asked for some tokens (the default unless --polite)")
+    p.add_argument("--no-logprobs", action="store_true",
+                   help="answer without logprobs even when asked, as some compatible servers do")
     p.add_argument("--empty-rate", type=float, help="share of free-text completions that are empty (default 0.02)")
     p.add_argument("--stray-500-rate", type=float, help="share of requests answered 500 (default 0.02)")
     p.add_argument("--cassette", action="append", type=Path, help="replay only from this cassette (repeatable)")
@@ -55,6 +57,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
                 fault_rate=args.fault_rate, ratelimit_headers=args.ratelimit_headers)
     if args.polite:
         data["polite"] = True
+    if args.no_logprobs:
+        data["returns_logprobs"] = False
     if args.short_top_logprobs:
         data["exact_top_logprobs"] = False
     for name in ("rpm", "tpm", "hang_seconds", "empty_rate", "stray_500_rate"):

@@ -72,7 +72,8 @@ class EmulatorConfig(BaseModel):
     fault_kinds: list[FaultKind] = Field(default_factory=lambda: list(TRANSIENT_FAULTS))
     fault_rates: dict[FaultKind, float] = Field(default_factory=dict)
     #: share of requests answered with a retryable 500 whatever else is set, as real servers now and
-    #: then do; drawn from its own seeded stream so it does not shift the other faults
+    #: then do; drawn from the seed and the request's content (and its earlier stray 500s), never
+    #: from arrival order, so it does not shift the other faults and a faulted run meets the same ones
     stray_500_rate: float = Field(0.02, ge=0, le=1)
     #: e.g. [("500", 3), ("ok", 2), ("reset", 1)]: the next API requests, in order
     fault_script: list[tuple[FaultKind | Literal["ok"], int]] = Field(default_factory=list)
@@ -95,6 +96,9 @@ class EmulatorConfig(BaseModel):
     exact_top_logprobs: bool = False
     #: share of free-text completions that come back empty, chosen by the seed and the request
     empty_rate: float = Field(0.02, ge=0, le=1)
+    #: False: ``logprobs`` is accepted but every answer comes back without them (``"logprobs": null``),
+    #: as some OpenAI-compatible servers and gateways do
+    returns_logprobs: bool = True
     #: a multiple-choice question gets a bare option letter when max_tokens is at most this
     mc_max_tokens: int = Field(5, ge=1)
     models: list[str] = Field(default_factory=lambda: ["gpt-4o-mini", "gpt-4.1-nano", "claude-3-5-haiku-latest",

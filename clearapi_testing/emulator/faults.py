@@ -9,7 +9,9 @@ Choice, in order of precedence (all reproducible for a given `seed`):
 4. ``fault_rate``: a total probability, the kind drawn uniformly from ``fault_kinds`` (kinds that do
    not exist for the route's provider are left out: ``529`` is Anthropic's, ``insufficient_quota``
    OpenAI's);
-5. ``stray_500_rate`` (on by default, off with ``polite``): a plain 500, from its own stream.
+5. ``stray_500_rate`` (on by default, off with ``polite``): a plain 500, drawn from the seed, the
+   request body and how many stray 500s that body already got, never from arrival order: a run
+   with injected faults on top meets the same stray 500s as a clean run (a retry draws anew).
 
 Kinds: ``500``, ``503``, ``429`` (spurious, with ``retry-after``), ``insufficient_quota`` (OpenAI:
 429 with type and code ``insufficient_quota``; Anthropic: its real 400 "credit balance is too low"),
@@ -22,6 +24,7 @@ server stops).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -50,7 +53,8 @@ class FaultPlan:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self.rng = random.Random(f"{config.seed}:faults")
-        self.stray_rng = random.Random(f"{config.seed}:stray500")
+        #: stray 500s each body already got (only bodies that got one: a few percent)
+        self._strays: dict[bytes, int] = {}
         self._segment = 0
         self._used = 0
 
@@ -79,9 +83,18 @@ class FaultPlan:
             pool = [k for k in cfg.fault_kinds if _applies(k, provider)]
             if pool:
                 return self.rng.choice(pool)
-        if cfg.stray_500_rate and self.stray_rng.random() < cfg.stray_500_rate:
+        if cfg.stray_500_rate and self._stray(body):
             return "500"
         return None
+
+    def _stray(self, body: bytes) -> bool:
+        key = hashlib.blake2b(body, digest_size=12, key=str(self.config.seed).encode()).digest()
+        got = self._strays.get(key, 0)
+        draw = hashlib.blake2b(key + got.to_bytes(4, "little"), digest_size=8).digest()
+        if int.from_bytes(draw, "little") / 2**64 >= self.config.stray_500_rate:
+            return False
+        self._strays[key] = got + 1
+        return True
 
 
 def message_text(body: bytes) -> str:

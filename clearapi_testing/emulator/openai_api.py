@@ -138,9 +138,9 @@ def _logprob_entry(text: str, lp: float, top: list[tuple[str, float]]) -> dict[s
             "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode("utf-8"))} for t, v in top]}
 
 
-def _choice(index: int, comp: Completion, req: ResponderRequest) -> dict[str, Any]:
+def _choice(index: int, comp: Completion, req: ResponderRequest, returns_logprobs: bool) -> dict[str, Any]:
     logprobs = None
-    if req.logprobs:
+    if req.logprobs and returns_logprobs:
         logprobs = {"content": [_logprob_entry(t.text, t.logprob, t.top[: req.top_logprobs])
                                 for t in comp.tokens], "refusal": None}
     return {"index": index, "finish_reason": comp.finish_reason, "logprobs": logprobs,
@@ -159,7 +159,7 @@ async def chat_completions(state: State, request: Request) -> Response:
         "object": "chat.completion",
         "created": state.now(),
         "model": req.model,
-        "choices": [_choice(i, c, req) for i, c in enumerate(comps)],
+        "choices": [_choice(i, c, req, state.config.returns_logprobs) for i, c in enumerate(comps)],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                   "total_tokens": prompt + completion,
                   "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
