@@ -34,7 +34,8 @@ def _write(path: Path, rows: list[Any]) -> Path:
 @pytest.fixture
 def emu(emulator_factory: Callable[..., EmulatorThread], monkeypatch: pytest.MonkeyPatch) -> EmulatorThread:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    return emulator_factory(api_key=KEY, extensions=[install_files])
+    # the files endpoints are driven through the SDK with max_retries=0: a stray 500 would be the test's failure
+    return emulator_factory(api_key=KEY, extensions=[install_files], polite=True)
 
 
 def _cli(emu: EmulatorThread, *args: str) -> int:
