@@ -9,6 +9,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -242,3 +243,31 @@ def test_cli_on_a_missing_cache_says_so(tmp_path: Path, capsys: pytest.CaptureFi
     assert "no cache yet" in capsys.readouterr().out
     assert not (tmp_path / "none.sqlite").exists()
     assert os.listdir(tmp_path) == []
+
+
+def _open_at_once(path: str, barrier: Any, failures: Any) -> None:
+    barrier.wait()
+    try:
+        open_db(Path(path)).close()
+    except ConfigError:
+        with failures.get_lock():
+            failures.value += 1
+
+
+def test_processes_opening_a_new_cache_file_at_once_all_get_it(tmp_path: Path) -> None:
+    # Ray workers open one cache file together; switching a new file to WAL is a lock SQLite
+    # does not wait for, so without the open's own wait some of them failed ("database is locked").
+    ctx = multiprocessing.get_context("fork")
+    failures = ctx.Value("i", 0)
+    for attempt in range(30):
+        path = str(tmp_path / f"{attempt}.sqlite")
+        barrier = ctx.Barrier(6)
+        procs = [ctx.Process(target=_open_at_once, args=(path, barrier, failures)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+            assert p.exitcode == 0
+    assert failures.value == 0
+    assert all(sqlite3.connect(tmp_path / f"{a}.sqlite").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+               for a in range(30))

@@ -142,7 +142,7 @@ def open_db(path: Path) -> sqlite3.Connection:
         raise ConfigError(f"cannot open the response cache at {path}: {exc}") from exc
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _wal(conn)
         if str(mode).lower() != "wal":
             raise ConfigError(f"the response cache at {path} cannot use WAL mode (got {mode})")
         # WAL + NORMAL: a commit survives the process being killed; only power loss can
@@ -154,6 +154,22 @@ def open_db(path: Path) -> sqlite3.Connection:
         conn.close()
         raise ConfigError(f"{path} is not a usable clearapi cache: {exc}") from exc
     return conn
+
+
+def _wal(conn: sqlite3.Connection) -> object:
+    """Switch to WAL (persistent in the file). The switch needs a lock SQLite does not wait for
+    through busy_timeout, so processes opening a new file at once (Ray workers) wait here, on the
+    cache's own thread, until the first one's switch is done."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 @contextlib.contextmanager

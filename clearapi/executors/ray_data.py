@@ -30,7 +30,7 @@ from clearapi.clear.options import CurateOptions
 from clearapi.connect import resolve_api_key
 from clearapi.engine import Engine
 from clearapi.executors.pacing import LimiterState, SharedLimiter
-from clearapi.executors.ray_exec import DEFAULT_WORKERS, import_ray, limiter_for, share
+from clearapi.executors.ray_exec import DEFAULT_WORKERS, import_ray, limiter_for, open_shared_engine
 from clearapi.profiles import load_profile
 from clearapi.records import Example, Reject, Score
 
@@ -51,11 +51,7 @@ class _Scorer:
     async def _ready(self) -> Engine:
         async with self._lock:
             if self._engine is None:
-                from clearapi.clear.curation import _engine
-
-                engine = _engine(self._opts)
-                share(engine, self._limiter, self._state)
-                self._engine = await engine.__aenter__()
+                self._engine = await open_shared_engine(self._opts, self._limiter, self._state)
             return self._engine
 
     async def __call__(self, batch: Any) -> Any:

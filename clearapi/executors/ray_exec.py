@@ -113,6 +113,15 @@ def _delta(now: RunStats, before: RunStats) -> RunStats:
     return out
 
 
+async def open_shared_engine(opts: CurateOptions, limiter: Any, state: LimiterState) -> Engine:
+    """An actor's engine, opened on first use (a constructor cannot await) and paced by the shared limiter."""
+    from clearapi.clear.curation import _engine
+
+    engine = _engine(opts)
+    share(engine, limiter, state)
+    return await engine.__aenter__()
+
+
 class ScoringWorker:
     """One worker (an async Ray actor): an engine of its own, paced by the shared limiter."""
 
@@ -128,11 +137,7 @@ class ScoringWorker:
     async def _ready(self) -> Engine:
         async with self._lock:
             if self._engine is None:
-                from clearapi.clear.curation import _engine
-
-                engine = _engine(self._opts)
-                share(engine, self._limiter, self._state)
-                self._engine = await engine.__aenter__()
+                self._engine = await open_shared_engine(self._opts, self._limiter, self._state)
             return self._engine
 
     async def score(self, examples: list[Example]) -> tuple[list[Score | FailedRow], RunStats, FatalError | None]:
