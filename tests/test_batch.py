@@ -329,3 +329,26 @@ def test_a_refused_batch_is_served_online(tmp_path: Path, emulator_factory: Fact
     assert emu.stats().by_path.get("/v1/messages", 0) == refused
     assert summary.engine.requests == refused + summary.engine.batch_requests
     assert summary.counts.rows == 1 and summary.counts.rejected == 0
+
+
+@pytest.mark.parametrize("failures", [2, 4])
+def test_a_stray_500_on_submitting_is_tried_again_before_going_online(
+        tmp_path: Path, emulator_factory: Factory, failures: int) -> None:
+    """Upload and create are retried like any call (a 500 there is as transient as anywhere);
+    only after the last try does the group go online, at the full price."""
+    beh = BatchBehaviour()
+    emu = emulator_factory(extensions=[batches_extension(beh)], polite=True, fault_script=[("500", failures)])
+    data = _subset(tmp_path, 2, marked=set())
+    summary = asyncio.run(_curate(emu, data, tmp_path / "batch", tmp_path / "batch.sqlite", FAST))
+    retries = summary.engine.retries
+    assert emu.stats().by_path.get("/v1/files", 0) >= failures  # the first requests of the run fail
+    assert summary.counts.rows == 2 and summary.counts.failed == 0 and summary.counts.adds_up
+    if failures < 4:
+        assert retries.get("batch_submit") == failures and "batch_submit_failed" not in retries
+        assert _chat_calls(emu) == 0 and len(beh.created) >= 1
+    else:
+        assert retries.get("batch_submit") == 3 and retries.get("batch_submit_failed", 0) >= 1
+        assert _chat_calls(emu) == retries["batch_submit_failed"]  # that group went online, nothing else
+    online = asyncio.run(_curate(emu, data, tmp_path / "online", False))
+    assert online.counts == summary.counts
+    assert (tmp_path / "batch" / "scores.jsonl").read_bytes() == (tmp_path / "online" / "scores.jsonl").read_bytes()

@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,12 +38,18 @@ def test_resume_after_sigkill_mid_poll_submits_no_new_batch(
     cmd = [sys.executable, "-m", "clearapi", "curate", str(data), "-o", str(tmp_path / "killed"),
            "--provider", "openai", "--base-url", base, "--cache", str(cache), "--rpm", "1000000",
            "--tpm", "1000000000", "--batch", "--batch-poll", "0.05", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert beh.polled.wait(timeout=120), "the CLI never polled its batch"
-    finally:
-        proc.kill()
-        proc.communicate(timeout=60)
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=sink)
+        try:
+            deadline = time.monotonic() + 120
+            while not beh.polled.wait(timeout=0.1) and proc.poll() is None and time.monotonic() < deadline:
+                pass
+            assert beh.polled.is_set(), (f"the CLI never polled its batch (exit {proc.poll()}): "
+                                         f"{err.read_text(errors='replace')[-2000:]}")
+        finally:
+            proc.kill()
+            proc.wait(timeout=60)
     assert proc.returncode == -9
     assert len(beh.created) == 1
     first = beh.created[0]

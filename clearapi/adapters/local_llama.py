@@ -218,7 +218,13 @@ def _sample(model: LoadedModel, prompt: list[int], first: Any, request: ChatRequ
 
 
 def _pick(logits: Any, temperature: float, top_p: float, rng: Any) -> int:
-    """Greedy at temperature 0, else a draw from softmax(logits / T) cut to the top_p nucleus."""
+    """Greedy at temperature 0, else a draw from softmax(logits / T) cut to the top_p nucleus.
+
+    The draw walks the probabilities from the largest down, ties by token id. Sorting the
+    values alone gives the same cumulative sums as sorting the ids (tied values are equal), and
+    it is over twice as fast as a stable argsort of the vocabulary; the drawn rank's id is then
+    found among the ids holding that value.
+    """
     import numpy as np
 
     if temperature == 0.0:
@@ -226,14 +232,14 @@ def _pick(logits: Any, temperature: float, top_p: float, rng: Any) -> int:
     z = np.asarray(logits, dtype=np.float64) / temperature
     p = np.exp(z - z.max())
     p /= p.sum()
-    order = np.argsort(-p, kind="stable")
-    ranked = p[order]
+    ranked = np.sort(p)[::-1]
     cumulative = np.cumsum(ranked)
     if top_p < 1.0:
-        keep = int(np.searchsorted(cumulative, top_p)) + 1
-        ranked, order, cumulative = ranked[:keep], order[:keep], cumulative[:keep]
-    at = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
-    return int(order[min(at, len(order) - 1)])
+        cumulative = cumulative[:int(np.searchsorted(cumulative, top_p)) + 1]
+    at = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(cumulative) - 1)
+    value = ranked[at]
+    first = int(np.searchsorted(-ranked, -value, side="left"))  # the rank where this value's ties begin
+    return int(np.flatnonzero(p == value)[at - first])
 
 
 def _choice(model: LoadedModel, rows: list[Any], ids: list[int], finish: str,

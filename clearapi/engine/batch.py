@@ -26,6 +26,9 @@ The life of a miss in batch mode::
   milliseconds between the provider creating the batch and the row being committed loses
   the record, and that batch's work is paid twice. Without a cache file (``cache=False``)
   there is nothing to resume from.
+* **Submitting**: a transient error (5xx, 429, reset) on upload or create is tried again, up to
+  4 tries with the engine's backoff and the server's ``Retry-After``; only then does the group
+  go online (retry reason ``batch_submit_failed``).
 * **Failures inside a batch** (an errored line that can be retried, an expired or
   cancelled request, a line missing from the output) are retried: online through the
   engine's normal path (`BatchOptions.retry="online"`, the default: the rest of the run is
@@ -49,6 +52,7 @@ from typing import Any, Literal
 
 from clearapi.engine.budget import Budget
 from clearapi.engine.cache import BatchStore, PendingRequest
+from clearapi.engine.retry import backoff_seconds
 from clearapi.errors import BadRequest, ClearAPIError, ConfigError, FatalError, RateLimited, TransientError
 from clearapi.protocols import BatchCapable, BatchPoll, BatchSubmitter, LineResult
 from clearapi.records import ChatRequest, ChatResponse, RunStats, Usage
@@ -71,6 +75,8 @@ _log = logging.getLogger("clearapi")
 #: 50,000-row window fits one OpenAI batch file
 BATCH_MAP_WINDOW = 50_000
 _MAX_READ_FAILURES = 10  # consecutive transient failures reading one batch before giving it up
+_MAX_SUBMIT_TRIES = 4  # a stray 5xx on upload or create is retried before the group goes online
+_SUBMIT_RETRY_CAP_S = 60.0  # the longest Retry-After obeyed while submitting
 
 
 def custom_id_for(key: str) -> str:
@@ -253,7 +259,7 @@ class BatchDispatcher:
             if not group:
                 return
             entries = [q.line for q in group.values()]
-            batch_id, file_id = await self.submitter.submit(entries)
+            batch_id, file_id = await self._submit(entries)
             self._stats.batches += 1
             self.batch_sizes.append(len(entries))
             if self._store is not None:
@@ -274,6 +280,23 @@ class BatchDispatcher:
             self._fail(group, exc)
             raise
         await self._follow(batch_id, group)
+
+    async def _submit(self, entries: list[bytes]) -> tuple[str, str | None]:
+        """Upload and create one batch, trying again after a transient error (as the SDKs do):
+        serving the group online instead would double its price for one stray 500."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return await self.submitter.submit(entries)
+            except (TransientError, RateLimited) as exc:
+                if tries >= _MAX_SUBMIT_TRIES:
+                    raise
+                wait = backoff_seconds(tries, exc.retry_after, _SUBMIT_RETRY_CAP_S)
+                _log.info("submitting a batch of %d requests failed (%s); trying again in %.1f s",
+                          len(entries), exc, wait)
+                self._stats.retries["batch_submit"] = self._stats.retries.get("batch_submit", 0) + 1
+                await asyncio.sleep(wait)
 
     async def _follow(self, batch_id: str, waiting: dict[str, _Queued]) -> None:
         """Poll `batch_id` until it is done, then hand every waiter its line.
