@@ -59,6 +59,12 @@ def _subset(tmp: Path, rows: int, marked: set[int]) -> Path:
     return path
 
 
+def _retries(summary: Summary) -> dict[str, int]:
+    """Retries but those of submitting: the rude emulator's stray 500 is drawn from the body, and
+    a multipart upload's body has a random boundary, so a submission meets one now and then."""
+    return {k: v for k, v in summary.engine.retries.items() if k != "batch_submit"}
+
+
 def _chat_calls(emu: EmulatorThread) -> int:
     return emu.stats().by_path.get("/v1/chat/completions", 0)
 
@@ -126,7 +132,7 @@ def test_retry_in_a_new_batch(tmp_path: Path, emulator_factory: Factory) -> None
     assert _chat_calls(emu) == 0
     assert len(beh.created) == 2 and summary.engine.batches == 2
     assert len(beh.errored) == 4 and sorted(beh.submitted[c] for c in beh.errored) == [2, 2, 2, 2]
-    assert summary.engine.retries == {"batch_500": 4}
+    assert _retries(summary) == {"batch_500": 4}
     assert summary.counts.rows == 6 and summary.counts.rejected == 0
 
 
@@ -233,7 +239,7 @@ def test_a_batch_that_fails_validation_is_served_online(tmp_path: Path, emulator
     data = _subset(tmp_path, 4, marked=set())
     summary = asyncio.run(_curate(emu, data, tmp_path / "out", tmp_path / "c.sqlite", FAST))
     assert len(beh.created) == 1 and summary.engine.batch_requests == 0
-    assert summary.engine.retries == {"batch_batch_failed": 8} and _chat_calls(emu) == 8
+    assert _retries(summary) == {"batch_batch_failed": 8} and _chat_calls(emu) == 8
     assert summary.counts.rows == 4 and summary.counts.rejected == 0
 
 
@@ -305,7 +311,7 @@ def test_a_recorded_batch_the_provider_no_longer_knows_is_sent_again(
     emu.call(lambda e: e.state.store["batches"].clear())  # deleted, or never this account's: 404
     beh.hold = False
     summary = asyncio.run(_curate(emu, data, tmp_path / "2", cache, FAST))
-    assert summary.engine.retries == {"batch_lost": 6} and _chat_calls(emu) == 6
+    assert _retries(summary) == {"batch_lost": 6} and _chat_calls(emu) == 6
     assert summary.counts.rows == 3 and summary.counts.rejected == 0
     conn = open_db(cache)
     assert conn.execute("SELECT status FROM batches").fetchall() == [("collected",)]

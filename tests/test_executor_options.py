@@ -22,7 +22,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_workers_need_the_ray_executor(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="workers must be >= 1 and needs executor 'ray'"):
         await curate(SRC, tmp_path / "out", provider="openai", workers=2)
-    with pytest.raises(ConfigError, match="executor must be 'local' or 'ray'"):
+    with pytest.raises(ConfigError, match="executor='dask': Input should be 'local' or 'ray'"):
         await curate(SRC, tmp_path / "out", provider="openai", executor="dask")
 
 

@@ -16,6 +16,7 @@ from clearapi.clear.options import SECRETS, CurateOptions
 from clearapi.clear.policy import DEFAULT_CORRECT_THRESHOLD
 from clearapi.cli import build_parser, main
 from clearapi.cli.curate import common_options
+from clearapi.errors import ConfigError
 from clearapi_testing.emulator import EmulatorThread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,3 +189,20 @@ def test_a_runs_summary_records_every_option_and_no_key(tmp_path: Path, emulator
             settings["demo_sets"]) == (DEFAULT_CORRECT_THRESHOLD, False, 0, 1)
     dry = clearapi.curate_sync(src, tmp_path / "dry", dry_run=True, provider="openai", api_key=KEY, samples=1)
     assert set(dry.settings) >= set(OPTIONS) - SECRETS and KEY not in json.dumps(dry.settings)
+
+
+def test_option_values_from_the_api_are_read_as_their_flags_would_be_or_refused_by_name() -> None:
+    opts = CurateOptions.from_kwargs({"samples": "4", "threshold": "0.3", "rpm": 100, "model_path": Path("m.gguf"),
+                                      "cache": Path("c.sqlite")})
+    assert (opts.samples, opts.threshold, opts.rpm, opts.model_path, opts.cache) == (
+        4, 0.3, 100.0, "m.gguf", Path("c.sqlite"))
+    assert isinstance(opts.samples, int) and isinstance(opts.rpm, float)
+    with pytest.raises(ConfigError, match=r"^option samples='four': .*valid integer"):
+        CurateOptions.from_kwargs({"samples": "four"})
+    with pytest.raises(ConfigError, match=r"^option seed=1.5: "):
+        CurateOptions.from_kwargs({"seed": 1.5})
+    with pytest.raises(ConfigError, match=r"^option action='keep': .*'filter', 'correct' or 'both'"):
+        CurateOptions.from_kwargs({"action": "keep"})
+    with pytest.raises(ConfigError, match=r"^option api_key=\*\*\*: ") as err:
+        CurateOptions.from_kwargs({"api_key": 987654321})
+    assert "987654321" not in str(err.value)

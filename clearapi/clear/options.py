@@ -13,10 +13,15 @@ fields, so a new option is one new field:
 from __future__ import annotations
 
 import difflib
+import functools
+import os
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
 
 from clearapi.clear.judge import JudgeSpec
 from clearapi.clear.pipeline import ScoringPlan
@@ -191,7 +196,7 @@ class CurateOptions:
             hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, _FIELDS, 1))
                      else name for name in unknown]
             raise TypeError(f"unknown option(s): {', '.join(hints)}")
-        opts = cls(**options)
+        opts = cls(**{name: _typed(name, value) for name, value in options.items()})
         opts.check()
         return opts
 
@@ -255,3 +260,24 @@ class CurateOptions:
 
 
 _FIELDS = {f.name: f for f in fields(CurateOptions)}
+
+
+@functools.cache
+def _adapter(name: str) -> TypeAdapter[Any]:
+    return TypeAdapter(typing.get_type_hints(CurateOptions)[name])
+
+
+def _typed(name: str, value: Any) -> Any:
+    """`value` as the field's annotation reads it (``"4"`` for an int becomes 4, as the flag would
+    read it); a value it cannot be is refused here, naming the option, not deep inside the run."""
+    try:
+        try:
+            return _adapter(name).validate_python(value)
+        except ValidationError:
+            if isinstance(value, os.PathLike):  # a path where the option is a string (model_path)
+                return _adapter(name).validate_python(os.fspath(value))
+            raise
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+        shown = "***" if name in SECRETS else repr(value)
+        raise ConfigError(f"option {name}={shown[:80]}: {problem}") from None
