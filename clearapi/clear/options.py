@@ -271,13 +271,10 @@ def _typed(name: str, value: Any) -> Any:
     """`value` as the field's annotation reads it (``"4"`` for an int becomes 4, as the flag would
     read it); a value it cannot be is refused here, naming the option, not deep inside the run."""
     try:
-        try:
-            return _adapter(name).validate_python(value)
-        except ValidationError:
-            if isinstance(value, os.PathLike):  # a path where the option is a string (model_path)
-                return _adapter(name).validate_python(os.fspath(value))
-            raise
+        return _adapter(name).validate_python(value)
     except ValidationError as exc:
+        if isinstance(value, os.PathLike):  # a path where the option is a string (model_path)
+            return _typed(name, os.fspath(value))
         problem = exc.errors()[0]["msg"] if exc.errors() else str(exc)
         shown = "***" if name in SECRETS else repr(value)
         raise ConfigError(f"option {name}={shown[:80]}: {problem}") from None

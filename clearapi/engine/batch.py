@@ -52,7 +52,7 @@ from typing import Any, Literal
 
 from clearapi.engine.budget import Budget
 from clearapi.engine.cache import BatchStore, PendingRequest
-from clearapi.engine.retry import backoff_seconds
+from clearapi.engine.retry import retry_policy
 from clearapi.errors import BadRequest, ClearAPIError, ConfigError, FatalError, RateLimited, TransientError
 from clearapi.protocols import BatchCapable, BatchPoll, BatchSubmitter, LineResult
 from clearapi.records import ChatRequest, ChatResponse, RunStats, Usage
@@ -284,19 +284,15 @@ class BatchDispatcher:
     async def _submit(self, entries: list[bytes]) -> tuple[str, str | None]:
         """Upload and create one batch, trying again after a transient error (as the SDKs do):
         serving the group online instead would double its price for one stray 500."""
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                return await self.submitter.submit(entries)
-            except (TransientError, RateLimited) as exc:
-                if tries >= _MAX_SUBMIT_TRIES:
-                    raise
-                wait = backoff_seconds(tries, exc.retry_after, _SUBMIT_RETRY_CAP_S)
-                _log.info("submitting a batch of %d requests failed (%s); trying again in %.1f s",
-                          len(entries), exc, wait)
-                self._stats.retries["batch_submit"] = self._stats.retries.get("batch_submit", 0) + 1
-                await asyncio.sleep(wait)
+        def count(exc: BaseException, wait: float) -> None:
+            _log.info("submitting a batch of %d requests failed (%s); trying again in %.1f s",
+                      len(entries), exc, wait)
+            self._stats.retries["batch_submit"] = self._stats.retries.get("batch_submit", 0) + 1
+
+        policy = retry_policy(max_attempts=_MAX_SUBMIT_TRIES, retry_after_cap=_SUBMIT_RETRY_CAP_S,
+                              sleep=asyncio.sleep, on_retry=count)
+        submitted: tuple[str, str | None] = await policy(self.submitter.submit, entries)
+        return submitted
 
     async def _follow(self, batch_id: str, waiting: dict[str, _Queued]) -> None:
         """Poll `batch_id` until it is done, then hand every waiter its line.
