@@ -4,7 +4,8 @@ Guarantees the rest of clearapi builds on:
 
 - **Streaming.** Lines are read one at a time with a bounded ``readline``; a line longer than
   `max_line_bytes` is skipped in bounded chunks, never held whole. Memory does not grow with the
-  file (duplicate-id detection keeps 12 bytes per explicit id).
+  file (duplicate-id detection keeps at most a few MB of id hashes and spills the rest to a
+  temporary file).
 - **Nothing is lost.** Every non-blank physical line (JSONL) or record (CSV, after the header)
   yields exactly one item, in file order, so ``stats.rows == stats.examples + stats.rejects``.
   Blank lines (only spaces, tabs, CR) are not rows: they are skipped and counted in
@@ -32,10 +33,12 @@ Smaller decisions, in one place:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import os
+import sqlite3
 import zlib
 from array import array
 from collections.abc import Generator, Iterator
@@ -131,7 +134,7 @@ class DatasetReader:
         self._consumed = list(formats.consumed_keys(formats.CSV, self.columns))
         self._format = self.stats.format
         self._ids = _IdSet()
-        with self._open() as stream:
+        with self._open() as stream, contextlib.closing(self._ids):
             rows = self._csv_rows(stream) if self.is_csv else self._jsonl_rows(stream)
             for item in rows:
                 self.stats.rows += 1
@@ -561,19 +564,31 @@ class _CsvLines:
 
 
 class _IdSet:
-    """Explicit ids seen so far, as 8-byte hashes in an open-addressing table.
+    """Explicit ids seen so far, as 8-byte hashes: an open-addressing table in memory, spilled to
+    a private temporary SQLite file whenever it holds `memory_ids`, so a file of any size keeps
+    at most a few MB here.
 
-    Python's own 64-bit string hash (SipHash, salted per process) is enough: the table never
-    leaves the process, and it is several times cheaper than a hashlib call per row.
+    Python's own 64-bit string hash (SipHash, salted per process) is enough: the hashes never
+    leave the process, and it is several times cheaper than a hashlib call per row.
 
     12 bytes per slot (hash + the line that used it first), at most half full: about 24-48 bytes
-    per id, against ~100 for a Python set of strings. A false "duplicate" needs a 64-bit hash
-    collision: for a million ids the chance is about 3 in 10^8.
+    per id below the spill. Past it, a new id costs one indexed lookup in the file (the OS keeps
+    its pages cached, outside this process's memory) and ids are moved there in batches.
+    A false "duplicate" needs a 64-bit hash collision: for a million ids the chance is about 3
+    in 10^8.
     """
 
-    def __init__(self) -> None:
-        self._hashes = array("Q", bytes(8 * 1024))
-        self._lines = array("I", bytes(4 * 1024))
+    #: ids held in memory before a spill: a table of 2^19 slots, 6 MB
+    MEMORY_IDS = 1 << 18
+
+    def __init__(self, memory_ids: int | None = None) -> None:
+        self._limit = max(1, memory_ids or self.MEMORY_IDS)
+        self._db: sqlite3.Connection | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._hashes = array("Q", [0]) * 1024  # repetition: no temporary bytes object of the same size
+        self._lines = array("I", [0]) * 1024
         self._mask = 1023
         self._used = 0
 
@@ -583,12 +598,36 @@ class _IdSet:
         found = self._probe(digest)
         if self._hashes[found] == digest:
             return int(self._lines[found])
+        if self._db is not None:
+            row = self._db.execute("SELECT line FROM ids WHERE h = ?", (_signed(digest),)).fetchone()
+            if row is not None:
+                return int(row[0])
         self._hashes[found] = digest
         self._lines[found] = min(line, 0xFFFFFFFF)
         self._used += 1
-        if self._used * 2 > self._mask:
+        if self._used >= self._limit:
+            self._spill()
+        elif self._used * 2 > self._mask:
             self._grow()
         return None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()  # the file of an empty-named database is deleted on close
+            self._db = None
+
+    def _spill(self) -> None:
+        if self._db is None:
+            # "": a private on-disk temporary database (in SQLITE_TMPDIR/TMPDIR), deleted on close
+            self._db = sqlite3.connect("", isolation_level=None)
+            self._db.execute("PRAGMA cache_size = -1024")  # 1 MB of pages in this process
+            self._db.execute("PRAGMA temp_store = FILE")
+            self._db.execute("CREATE TABLE ids (h INTEGER PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")
+        pairs = ((_signed(h), n) for h, n in zip(self._hashes, self._lines, strict=True) if h)  # no list
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO ids VALUES (?, ?)", pairs)
+        self._reset()
 
     def _probe(self, digest: int) -> int:
         hashes, mask = self._hashes, self._mask
@@ -600,11 +639,16 @@ class _IdSet:
     def _grow(self) -> None:
         old_hashes, old_lines = self._hashes, self._lines
         size = (self._mask + 1) * 2
-        self._hashes = array("Q", bytes(8 * size))
-        self._lines = array("I", bytes(4 * size))
+        self._hashes = array("Q", [0]) * size
+        self._lines = array("I", [0]) * size
         self._mask = size - 1
         for digest, line in zip(old_hashes, old_lines, strict=True):
             if digest:
                 slot = self._probe(digest)
                 self._hashes[slot] = digest
                 self._lines[slot] = line
+
+
+def _signed(digest: int) -> int:
+    """An unsigned 64-bit hash as SQLite's signed INTEGER."""
+    return digest - (1 << 64) if digest >= 1 << 63 else digest

@@ -116,14 +116,17 @@ class TableReader(DatasetReader):
         self._consumed = list(formats.consumed_keys(formats.COLUMNS, self.columns))
         self._format = self.stats.format
         self._ids = _IdSet()
-        for number, row in enumerate(self._rows(), start=1):
-            self.stats.rows += 1
-            item = self._table_row(number, row)
-            if isinstance(item, Example):
-                self.stats.examples += 1
-            else:
-                self.stats.rejects += 1
-            yield item
+        try:
+            for number, row in enumerate(self._rows(), start=1):
+                self.stats.rows += 1
+                item = self._table_row(number, row)
+                if isinstance(item, Example):
+                    self.stats.examples += 1
+                else:
+                    self.stats.rejects += 1
+                yield item
+        finally:
+            self._ids.close()
 
     def _table_row(self, number: int, row: object) -> Example | Reject:
         if not isinstance(row, Mapping):

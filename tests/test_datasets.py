@@ -574,3 +574,43 @@ def test_property_csv_never_raises_on_arbitrary_bytes(tmp_path: Path, body: byte
     assert reader.stats.rows == len(items) == reader.stats.examples + reader.stats.rejects
     for item in items:
         orjson.dumps(item.model_dump())
+
+
+@pytest.mark.parametrize("memory_ids", [1, 7, 64])
+def test_duplicate_ids_are_found_across_spills_to_disk(memory_ids: int) -> None:
+    """Past `memory_ids` the id hashes move to a temporary file: a repeat is still caught, with the
+    line that used the id first, whether that line is in memory or already spilled, and the table
+    in memory never outgrows its bound."""
+    from clearapi.datasets import _IdSet
+
+    ids = _IdSet(memory_ids=memory_ids)
+    first_lines = {}
+    for line in range(1, 401):
+        key = f"row-{line % 250}"  # lines 251-400 repeat ids of lines 1-150
+        got = ids.add(key, line)
+        if key in first_lines:
+            assert got == first_lines[key], (key, line, got)
+        else:
+            assert got is None, (key, line, got)
+            first_lines[key] = line
+        assert ids._used <= memory_ids and ids._mask < max(1024, 4 * memory_ids)
+    assert (ids._db is not None) == (memory_ids < 250)
+    ids.close()
+    assert ids._db is None
+
+
+def test_a_file_of_many_ids_spills_and_still_rejects_the_repeat(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the reader: with a tiny in-memory bound, 300 distinct ids are all examples and the
+    repeats of an early and a late id are rejected naming their first lines."""
+    from clearapi import datasets
+
+    monkeypatch.setattr(datasets._IdSet, "MEMORY_IDS", 16)
+    rows = [_chat(id=f"id-{i}") for i in range(300)] + [_chat(id="id-3"), _chat(id="id-290")]
+    path = tmp_path / "many.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    items = list(DatasetReader(path))
+    rejects = [i for i in items if isinstance(i, Reject)]
+    assert sum(isinstance(i, Example) for i in items) == 300
+    assert [r.error for r in rejects] == ["duplicate id 'id-3': line 4 already uses it",
+                                          "duplicate id 'id-290': line 291 already uses it"]
