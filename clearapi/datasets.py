@@ -617,6 +617,15 @@ class _IdSet:
             self._db = None
 
     def _spill(self) -> None:
+        try:
+            self._move_to_file()
+        except sqlite3.Error:
+            # no usable temporary directory: keep every id in memory, as before the spill existed
+            self._limit = 1 << 62
+            if self._used * 2 > self._mask:
+                self._grow()
+
+    def _move_to_file(self) -> None:
         if self._db is None:
             # "": a private on-disk temporary database (in SQLITE_TMPDIR/TMPDIR), deleted on close
             self._db = sqlite3.connect("", isolation_level=None)

@@ -614,3 +614,18 @@ def test_a_file_of_many_ids_spills_and_still_rejects_the_repeat(tmp_path: Path,
     assert sum(isinstance(i, Example) for i in items) == 300
     assert [r.error for r in rejects] == ["duplicate id 'id-3': line 4 already uses it",
                                           "duplicate id 'id-290': line 291 already uses it"]
+
+
+def test_ids_stay_in_memory_when_no_temporary_file_can_be_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from clearapi.datasets import _IdSet
+
+    def refuse(*_: Any, **__: Any) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite3, "connect", refuse)
+    ids = _IdSet(memory_ids=8)
+    assert [ids.add(f"k{i}", i) for i in range(1, 41)] == [None] * 40
+    assert ids.add("k3", 99) == 3 and ids.add("k40", 99) == 40
+    assert ids._db is None and ids._used == 40
