@@ -90,3 +90,13 @@ def test_verbose_logs_the_retries_and_quiet_does_not(tmp_path: Path, emulator_fa
     assert "retrying in" in runs["--verbose"].stderr and "500" in runs["--verbose"].stderr
     assert "sk-test" not in runs["--verbose"].stderr
     assert runs["--quiet"].stdout == "" and "retrying" not in runs["--quiet"].stderr
+
+
+@pytest.mark.parametrize("cmd", ["curate", "score"])
+def test_threads_below_one_is_a_usage_error(tmp_path: Path, cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 2 (usage), one line naming the flag, and no output folder: not a crash's exit 1."""
+    src = _src(tmp_path)
+    code = main([cmd, str(src), "-o", str(tmp_path / "out"), "--threads", "0"])
+    assert code == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

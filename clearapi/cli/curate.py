@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from clearapi.cli.options import add_options, options_from
+from clearapi.errors import ConfigError
 from clearapi.records import Summary
 
 
@@ -63,7 +64,7 @@ def common_options(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """`command`'s options from its flags; --threads goes to the environment the local model reads."""
     if args.threads is not None:
         if args.threads < 1:
-            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
         # read where the local model is loaded, like the variable a user would set
         os.environ["CLEARAPI_THREADS"] = str(args.threads)
     options = options_from(args, command)
