@@ -54,8 +54,10 @@ def _checked_key(key: str, where: str, profile: Profile) -> str:
 
 
 def create_adapter(profile: Profile, *, model: str | None = None, base_url: str | None = None,
-                   api_key: str | None = None, timeout: float = 120.0, max_concurrency: int = 16) -> Adapter:
-    """An adapter for `profile`, with command-line style overrides applied.
+                   api_key: str | None = None, timeout: float = 120.0, max_concurrency: int = 16,
+                   threads: int | None = None) -> Adapter:
+    """An adapter for `profile`, with command-line style overrides applied (`threads`: the local
+    provider's llama.cpp threads; None leaves the choice to $CLEARAPI_THREADS or the idle cores).
 
     The key is resolved here (explicit > environment), so a missing key fails before any
     work starts rather than on the first request.
@@ -73,8 +75,10 @@ def create_adapter(profile: Profile, *, model: str | None = None, base_url: str 
     adapter: Adapter
     if profile.protocol == "local_llama":
         # In-process: no URL, key, timeout or connection pool; `model` may be a GGUF path.
-        adapter = cls(model=model, provider=profile.name,
+        adapter = cls(model=model, provider=profile.name, n_threads=threads,
                       capabilities=profile.capabilities_for(model or profile.default_model))
+    elif threads is not None:
+        raise ConfigError(f"--threads is for the local provider (llama.cpp in this process), not {profile.name!r}")
     else:
         adapter = cls(profile, model=model, base_url=base_url, api_key=key, timeout=timeout,
                       max_concurrency=max_concurrency)

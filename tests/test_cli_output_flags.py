@@ -98,5 +98,5 @@ def test_threads_below_one_is_a_usage_error(tmp_path: Path, cmd: str, capsys: py
     src = _src(tmp_path)
     code = main([cmd, str(src), "-o", str(tmp_path / "out"), "--threads", "0"])
     assert code == 2
-    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
+    assert "threads must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

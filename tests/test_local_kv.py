@@ -125,3 +125,15 @@ def test_threads_default_to_the_idle_cores_and_the_variables_override(monkeypatc
     monkeypatch.setenv("CLEARAPI_THREADS", "many")
     with pytest.raises(ConfigError, match="CLEARAPI_THREADS must be an integer"):
         local_model._default_threads()
+
+
+@pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)
+async def test_the_threads_option_reaches_the_local_model_over_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`threads=` (the option and --threads) wins over $CLEARAPI_THREADS; without it the variable decides."""
+    from clearapi.engine import Engine
+
+    monkeypatch.setenv("CLEARAPI_THREADS", "3")
+    async with Engine("local", threads=1, cache=False, progress=False) as engine:
+        assert engine.adapter._settings.n_threads == 1  # type: ignore[attr-defined]
+    async with Engine("local", cache=False, progress=False) as engine:
+        assert engine.adapter._settings.n_threads == 3  # type: ignore[attr-defined]

@@ -158,8 +158,18 @@ def test_bad_flag_values_are_usage_errors_naming_the_flag(argv: list[str], messa
 def test_an_unknown_option_name_is_a_type_error_with_a_suggestion(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"unknown option\(s\): sample \(did you mean samples\?\), zzz$"):
         clearapi.estimate(ROOT / "examples" / "qa.jsonl", sample=2, zzz=1)
-    with pytest.raises(TypeError, match="threads"):  # a flag of the command line only, not an option
-        CurateOptions.from_kwargs({"threads": 2})
+    with pytest.raises(TypeError, match="threads"):
+        CurateOptions.from_kwargs({"thread": 2})
+
+
+def test_threads_is_an_option_checked_and_refused_for_a_hosted_provider(tmp_path: Path) -> None:
+    assert CurateOptions.from_kwargs({"threads": "2"}).threads == 2
+    with pytest.raises(ConfigError, match="threads must be >= 1, got 0"):
+        CurateOptions.from_kwargs({"threads": 0})
+    with pytest.raises(ConfigError, match="--threads is for the local provider"):
+        clearapi.curate_sync(ROOT / "examples" / "qa.jsonl", tmp_path / "out", provider="openai", api_key="sk-x",
+                             threads=2, cache=False)
+    assert not (tmp_path / "out" / "curated.jsonl").exists()
 
 
 def test_settings_hold_every_option_but_the_keys_and_urls_lose_their_credentials() -> None:

@@ -100,7 +100,7 @@ def _engine(opts: CurateOptions) -> Engine:
             raise ConfigError("--model-path is for the local provider (a GGUF file)")
         model = str(Path(opts.model_path).expanduser())
     batch = BatchOptions(retry=opts.batch_retry, poll_interval=opts.batch_poll_interval) if opts.batch else False
-    return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key,
+    return Engine(opts.provider, model=model, base_url=opts.base_url, api_key=opts.api_key, threads=opts.threads,
                   limits=RateLimits(rpm=opts.rpm, tpm=opts.tpm, max_concurrency=opts.max_concurrency),
                   retries=Retries(timeout=opts.timeout), breaker=opts.breaker, batch=batch, cache=opts.cache,
                   max_cost=opts.max_cost, progress=opts.progress)
@@ -117,8 +117,9 @@ def cache_path(cache: str | os.PathLike[str] | bool | None) -> Path | None:
 
 def _judge_engine(spec: JudgeSpec, opts: CurateOptions) -> Engine:
     """A judge's own engine: its own limits (the profile's), cache handle and cost accounting."""
+    local = load_profile(spec.provider).protocol == "local_llama"
     return Engine(spec.provider, model=spec.model, base_url=spec.base_url, api_key=opts.judge_api_key,
-                  cache=opts.cache, progress=False, breaker=opts.breaker)
+                  cache=opts.cache, progress=False, breaker=opts.breaker, threads=opts.threads if local else None)
 
 
 def _window(engine: Engine) -> int | None:

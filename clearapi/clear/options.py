@@ -87,6 +87,9 @@ class CurateOptions:
     model: str | None = field(default=None, metadata=flag("model name (default: the profile's)"))
     model_path: str | None = field(default=None, metadata=flag(
         "local provider: a GGUF model file", metavar="GGUF"))
+    #: None: $CLEARAPI_THREADS, else the cores other processes leave idle
+    threads: int | None = field(default=None, metadata=flag(
+        "local provider: llama.cpp threads (default: $CLEARAPI_THREADS, else the idle cores)", metavar="N"))
     base_url: str | None = field(default=None, metadata=flag(
         "override the profile's API base URL", metavar="URL", url=True))
     api_key: str | None = field(default=None, repr=False)
@@ -227,6 +230,8 @@ class CurateOptions:
     def check(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.executor not in ("local", "ray"):
             raise ConfigError(f"executor must be 'local' or 'ray', got {self.executor!r}")
         if self.workers is not None and (self.workers < 1 or self.executor != "ray"):

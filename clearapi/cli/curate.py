@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,21 +12,18 @@ from typing import Any
 import orjson
 
 from clearapi.cli.options import add_options, options_from
-from clearapi.errors import ConfigError
 from clearapi.records import Summary
 
 
 def add_common(p: argparse.ArgumentParser, command: str) -> None:
     """The input, the output folder, `command`'s options (made from `CurateOptions`) and what only the
-    command line has: --threads, --dry-run and the output flags."""
+    command line has: --dry-run and the output flags."""
     p.add_argument("input", metavar="INPUT", type=Path,
                    help="dataset: a JSONL, JSONL.gz, CSV/TSV or Parquet file, a Hugging Face datasets folder "
                         "(save_to_disk) or hf:ORG/NAME[:SPLIT]")
     p.add_argument("-o", "--output", "--out", dest="out_dir", metavar="OUTDIR", type=Path, required=True,
                    help="folder for the outputs (created if missing)")
     add_options(p, command)
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="local provider: llama.cpp threads (default: the idle cores; same as $CLEARAPI_THREADS)")
     p.add_argument("--dry-run", action="store_true", help="make no call; print planned calls, tokens and cost")
     add_output_flags(p)
 
@@ -61,12 +57,7 @@ def add_parser(sub: Any) -> None:
 
 
 def common_options(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    """`command`'s options from its flags; --threads goes to the environment the local model reads."""
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-        # read where the local model is loaded, like the variable a user would set
-        os.environ["CLEARAPI_THREADS"] = str(args.threads)
+    """`command`'s options from its flags."""
     options = options_from(args, command)
     if args.quiet and args.progress is None:
         options["progress"] = False

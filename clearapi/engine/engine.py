@@ -121,6 +121,7 @@ class Engine:
     shorthand for one field each, and giving a field both ways is a `ConfigError`. ``breaker`` stops every call with
     `ServiceDown` after that many failed attempts in a row (connection, timeout, 5xx) over at
     least 5 different requests; a `CircuitBreaker` sets both, 0 or None turns it off.
+    ``threads`` is the local provider's llama.cpp thread count (a `ConfigError` for any other).
     """
 
     def __init__(
@@ -138,6 +139,7 @@ class Engine:
         max_cost: float | None = None,
         progress: bool | None = None,
         adapter: Adapter | None = None,
+        threads: int | None = None,
         # shorthand for one field of `limits` or `retries` (``Engine(rpm=60)``)
         rpm: float | None = None,
         tpm: float | None = None,
@@ -183,7 +185,7 @@ class Engine:
 
         if adapter is None:
             adapter = create_adapter(self.profile, model=self.model, base_url=self.base_url, api_key=api_key,
-                                     timeout=seconds, max_concurrency=self.max_concurrency)
+                                     timeout=seconds, max_concurrency=self.max_concurrency, threads=threads)
             self._owns_adapter = True
         else:
             self._owns_adapter = False
