@@ -113,10 +113,16 @@ def test_threads_default_to_the_idle_cores_and_the_variables_override(monkeypatc
     from clearapi.errors import ConfigError
 
     monkeypatch.setattr(local_model.os, "sched_getaffinity", lambda _: {0, 1, 2, 3})
-    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (1.4, 0.0, 0.0))
+    busy: list[float | None] = [1.4]
+    monkeypatch.setattr(local_model, "busy_elsewhere", lambda cpus: busy[0])
     assert local_model.default_threads() == 3
-    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    busy[0] = 0.4  # less than half a core busy elsewhere leaves it ours
+    assert local_model.default_threads() == 4
+    busy[0] = 9.0
     assert local_model.default_threads() == 1
+    busy[0] = None  # no /proc/stat: the load average decides
+    monkeypatch.setattr(local_model.os, "getloadavg", lambda: (2.2, 0.0, 0.0))
+    assert local_model.default_threads() == 2
     monkeypatch.delenv("CLEARAPI_THREADS", raising=False)
     monkeypatch.setenv("CLEARAPI_LLAMA_THREADS", "2")
     assert local_model._default_threads() == 2
@@ -137,3 +143,53 @@ async def test_the_threads_option_reaches_the_local_model_over_the_variable(monk
         assert engine.adapter._settings.n_threads == 1  # type: ignore[attr-defined]
     async with Engine("local", cache=False, progress=False) as engine:
         assert engine.adapter._settings.n_threads == 3  # type: ignore[attr-defined]
+
+
+def test_cpu_ticks_read_only_the_cores_given() -> None:
+    from clearapi.adapters.local_model import cpu_ticks
+
+    stat = ("cpu  300 0 100 1000 50 0 0 0 0 0\n"
+            "cpu0 100 0 50 500 20 0 0 0 0 0\n"
+            "cpu1 200 0 50 500 30 0 0 0 0 0\n"
+            "intr 12345\n")
+    assert cpu_ticks({0}, stat) == (150, 670)
+    assert cpu_ticks({0, 1}, stat) == (400, 1450)
+    assert cpu_ticks({5}, stat) is None
+
+
+def test_busy_elsewhere_sees_another_process_and_not_this_one() -> None:
+    """A process spinning on a core counts as about one busy core; this process's own spinning does
+    not count (the model is about to use those cores itself)."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from clearapi.adapters.local_model import busy_elsewhere
+
+    cpus = set(os.sched_getaffinity(0))
+    if busy_elsewhere(cpus, 0.05) is None:
+        pytest.skip("no /proc/stat here")
+    before = busy_elsewhere(cpus, 0.5)
+    assert before is not None
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        own = busy_elsewhere(cpus, 0.5)
+    finally:
+        stop.set()
+        spinner.join()
+    assert own is not None and own < before + 0.6, (before, own)
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        other = busy_elsewhere(cpus, 0.5)
+    finally:
+        child.kill()
+        child.wait()
+    assert other is not None and other > 0.7, (before, other)

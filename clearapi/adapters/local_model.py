@@ -19,6 +19,7 @@ import importlib.metadata
 import importlib.util
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -97,21 +98,62 @@ def resolve_model_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def default_threads() -> int:
-    """Every core this process may use, less those other processes keep busy (the load average).
+    """Every core this process may use, less those other processes keep busy right now.
 
     llama.cpp's threads spin on barriers: on cores shared with other work, more threads than
     idle cores made prompt evaluation 3-4x slower than one thread on a busy 2-core machine.
-    ``--threads`` / ``$CLEARAPI_THREADS`` override.
+    Busy cores are measured over a quarter of a second (/proc/stat, less this process's own CPU
+    time), not read off the load average: a minute's average still counts a build or a test
+    run that has just ended, and left an idle machine's second core unused. The load average
+    stays the fallback where /proc/stat is missing. ``--threads`` / ``$CLEARAPI_THREADS`` override.
     """
     try:
-        cores = len(os.sched_getaffinity(0))
+        cpus = set(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    try:
-        busy = int(os.getloadavg()[0])
-    except OSError:  # pragma: no cover - no load average on this platform
-        busy = 0
-    return max(1, min(cores, cores - busy))
+        cpus = set(range(os.cpu_count() or 1))
+    busy = busy_elsewhere(cpus)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:  # pragma: no cover - no load average on this platform
+            busy = 0.0
+    return max(1, min(len(cpus), len(cpus) - int(busy + 0.5)))
+
+
+#: how long the CPU is watched before the threads are chosen (/proc/stat counts 10 ms ticks)
+WATCH_SECONDS = 0.25
+
+
+def busy_elsewhere(cpus: set[int], seconds: float = WATCH_SECONDS) -> float | None:
+    """Cores of `cpus` that other processes kept busy over the next `seconds`; None without /proc/stat."""
+    first, own, start = cpu_ticks(cpus), time.process_time(), time.monotonic()
+    if first is None:
+        return None
+    time.sleep(seconds)  # once per model load, on the loading thread
+    second, own, elapsed = cpu_ticks(cpus), time.process_time() - own, time.monotonic() - start
+    if second is None or second[1] <= first[1] or elapsed <= 0:
+        return None
+    busy_seconds = (second[0] - first[0]) / os.sysconf("SC_CLK_TCK")
+    return max(0.0, (busy_seconds - own) / elapsed)
+
+
+def cpu_ticks(cpus: set[int], text: str | None = None) -> tuple[int, int] | None:
+    """(busy, total) clock ticks of `cpus` since boot, from /proc/stat (or `text` in its format)."""
+    if text is None:
+        try:
+            text = Path("/proc/stat").read_text()
+        except OSError:
+            return None
+    busy = total = 0
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if name[:3] != "cpu" or not name[3:].isdigit() or int(name[3:]) not in cpus:
+            continue
+        values = [int(v) for v in rest.split()[:8]]  # user nice system idle iowait irq softirq steal
+        idle = sum(values[3:5])
+        busy += sum(values) - idle
+        total += sum(values)
+    return (busy, total) if total else None
 
 
 def _default_threads() -> int | None:
