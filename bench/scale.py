@@ -3,7 +3,7 @@
     python bench/scale.py                      # 5,000 and 50,000 rows
     python bench/scale.py --rows 5000 50000 200000
     python bench/scale.py --million            # adds 1,000,000 rows (about 3 hours at 100 rows/s)
-    python bench/scale.py --million --max-concurrency 64   # CPU-bound instead: about 150 rows/s on 2 cores
+    python bench/scale.py --million --max-concurrency 64   # more calls in flight
 
 Each size is a fresh input (the rows of ``examples/qa.jsonl``, cycled, every prompt made unique
 so no answer comes from the cache), curated by ``python -m clearapi curate --provider openai``
@@ -137,9 +137,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[5_000, 50_000])
     ap.add_argument("--million", action="store_true", help="also run 1,000,000 rows")
     ap.add_argument("--keep", type=Path, help="keep the output folders under this directory")
-    ap.add_argument("--max-concurrency", type=int, metavar="N",
-                    help="calls in flight (default: the profile's 16, where 2%% stray 500s and their back-off "
-                         "leave the CPU half idle; 64 makes the run CPU-bound)")
+    ap.add_argument("--max-concurrency", type=int, metavar="N", help="calls in flight (default: the profile's)")
     args = ap.parse_args()
     sizes = sorted(set(args.rows + ([1_000_000] if args.million else [])))
     results = []

@@ -100,7 +100,50 @@ def test_map_keeps_at_most_window_items_in_flight_and_pulls_items_lazily() -> No
     peak, max_ahead, done = run_virtual(main())
     assert done == 500
     assert peak <= 8
-    assert max_ahead <= 8
+    assert max_ahead <= 8 * 8  # in flight or finished-but-waiting: the default buffer, 8 windows
+
+
+def test_one_slow_item_does_not_stall_the_others_while_order_is_kept() -> None:
+    """Item 0 takes 10 s (a call backing off before its retry); the others take 10 ms. With a
+    window of 4, the others keep 4 in flight while item 0 waits, up to the buffer of finished
+    ones, and everything is still yielded in input order."""
+    async def main() -> tuple[list[int], int, int, float]:
+        in_flight = peak = 0
+        finished_while_head_waits = 0
+        head_done = False
+
+        async def fn(i: int) -> int:
+            nonlocal in_flight, peak, finished_while_head_waits, head_done
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(10.0 if i == 0 else 0.01)
+            in_flight -= 1
+            if i == 0:
+                head_done = True
+            elif not head_done:
+                finished_while_head_waits += 1
+            return i
+
+        loop = asyncio.get_running_loop()
+        async with Engine(PROFILE, adapter=ScriptedAdapter(), cache=False) as engine:
+            start = loop.time()
+            out = [v async for v in engine.map(range(200), fn, window=4, buffer=40)]
+            return out, peak, finished_while_head_waits, loop.time() - start
+
+    out, peak, finished_while_head_waits, elapsed = run_virtual(main())
+    assert out == list(range(200))
+    assert peak <= 4
+    assert finished_while_head_waits == 39  # the buffer (40) less the head: not 3, as a window alone allows
+    assert elapsed < 10.0 + 200 * 0.01  # the rest overlapped the slow item
+
+
+def test_map_refuses_a_buffer_smaller_than_its_window() -> None:
+    async def main() -> None:
+        async with Engine(PROFILE, adapter=ScriptedAdapter(), cache=False) as engine:
+            with pytest.raises(ValueError, match="buffer must be >= window"):
+                engine.map(range(3), asyncio.sleep, window=4, buffer=2)
+
+    run_virtual(main())
 
 
 def test_map_accepts_async_iterables() -> None:

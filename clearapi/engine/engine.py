@@ -614,20 +614,24 @@ class Engine:
     @overload
     def map(self, items: Iterable[T] | AsyncIterable[T], fn: Callable[[T], Awaitable[R]], *,
             window: int | None = ..., return_exceptions: Literal[False] = ...,
-            total: int | None = ..., count_rows: bool = ...) -> AsyncGenerator[R, None]: ...
+            total: int | None = ..., count_rows: bool = ..., buffer: int | None = ...) -> AsyncGenerator[R, None]: ...
 
     @overload
     def map(self, items: Iterable[T] | AsyncIterable[T], fn: Callable[[T], Awaitable[R]], *,
             window: int | None = ..., return_exceptions: Literal[True],
-            total: int | None = ..., count_rows: bool = ...) -> AsyncGenerator[R | Exception, None]: ...
+            total: int | None = ..., count_rows: bool = ...,
+            buffer: int | None = ...) -> AsyncGenerator[R | Exception, None]: ...
 
     def map(self, items: Iterable[T] | AsyncIterable[T], fn: Callable[[T], Awaitable[R]], *,
             window: int | None = None, return_exceptions: bool = False, total: int | None = None,
-            count_rows: bool = True) -> AsyncGenerator[Any, None]:
+            count_rows: bool = True, buffer: int | None = None) -> AsyncGenerator[Any, None]:
         """Run `fn` over `items`, yielding results in input order, `window` at a time.
 
         Items are pulled lazily, so memory stays flat on any number of them: at most
-        `window` are in flight or finished-but-waiting for an earlier one. Errors:
+        `window` are in flight, and at most `buffer` (default 8 x `window`; `window` in batch
+        mode) are in flight or finished-but-waiting for an earlier one. The buffer is what keeps
+        one slow item (a call backing off before a retry) from stalling the others: with no room
+        beyond the window, the window would fill with finished items waiting for it. Errors:
 
         * ``return_exceptions=False`` (default): the first exception from `fn` stops the
           map, like `asyncio.gather`. Best practice is for `fn` to catch what it can
@@ -647,20 +651,32 @@ class Engine:
             window = self.batch.map_window if self.batch is not None else 256
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
+        if buffer is None:
+            buffer = window if self.batch is not None else 8 * window
+        if buffer < window:
+            raise ValueError(f"buffer must be >= window ({window}), got {buffer}")
         if total is not None:
             self._rows.set_total(total)
-        return self._map(items, fn, window, return_exceptions, count_rows)
+        return self._map(items, fn, window, buffer, return_exceptions, count_rows)
 
     async def _map(self, items: Iterable[T] | AsyncIterable[T], fn: Callable[[T], Awaitable[R]],
-                   window: int, return_exceptions: bool, count_rows: bool) -> AsyncGenerator[Any, None]:
+                   window: int, buffer: int, return_exceptions: bool,
+                   count_rows: bool) -> AsyncGenerator[Any, None]:
         loop = asyncio.get_running_loop()
         pending: deque[asyncio.Future[R]] = deque()
         failed: asyncio.Future[BaseException] = loop.create_future()
+        running = 0
+        #: set when any item finishes (a slot is free), recreated before each wait for one
+        freed: asyncio.Future[None] = loop.create_future()
 
         def stops(exc: BaseException) -> bool:
             return not (return_exceptions and isinstance(exc, Exception) and not isinstance(exc, FatalError))
 
         def on_done(task: asyncio.Future[R]) -> None:
+            nonlocal running
+            running -= 1
+            if not freed.done():
+                freed.set_result(None)
             if task.cancelled() or failed.done():
                 return
             exc = task.exception()
@@ -672,7 +688,7 @@ class Engine:
         exhausted = False
         try:
             while True:
-                while not exhausted and len(pending) < window and not failed.done():
+                while not exhausted and running < window and len(pending) < buffer and not failed.done():
                     try:
                         item = next(sync_it) if sync_it is not None else await anext(async_it)  # type: ignore[arg-type]
                     except (StopIteration, StopAsyncIteration):
@@ -680,14 +696,22 @@ class Engine:
                         break
                     task: asyncio.Future[R] = asyncio.ensure_future(fn(item))
                     task.add_done_callback(on_done)
+                    running += 1
                     pending.append(task)
                 if not pending or failed.done():
                     break
                 head = pending[0]
                 if not head.done():
-                    await asyncio.wait((head, failed), return_when=asyncio.FIRST_COMPLETED)
+                    if exhausted or len(pending) >= buffer:
+                        await asyncio.wait((head, failed), return_when=asyncio.FIRST_COMPLETED)
+                    else:  # the window is full: start another item as soon as any one finishes
+                        if freed.done():
+                            freed = loop.create_future()
+                        await asyncio.wait((freed, head, failed), return_when=asyncio.FIRST_COMPLETED)
                     if failed.done():
                         break
+                    if not head.done():
+                        continue
                 exc = head.exception()
                 if exc is not None and stops(exc):
                     # its done-callback may not have run yet: never rely on it to stop
