@@ -17,7 +17,8 @@ from typing import Any
 
 from bench.quality import ROOT, SETS, auroc
 from clearapi.clear.combine import combine
-from clearapi.clear.signals import answer_agreement, copy_ratio, focused_agreement
+from clearapi.clear.signals import CONSISTENCY_ALPHA, answer_agreement, copy_ratio, focused_agreement
+from clearapi.clear.similarity import exact_match
 
 LONG = {"longctx": ROOT / "examples" / "longctx" / "qa.jsonl",
         "longctx-heldout": ROOT / "examples" / "longctx" / "heldout" / "qa.jsonl"}
@@ -37,15 +38,32 @@ def _derive(s: dict[str, Any]) -> dict[str, float | None]:
     cr = copy_ratio(s["response"], s["prompt"])
     out: dict[str, float | None] = {
         "length_only": -float(len(s["response"])), "copy": None if cr is None else 1.0 - cr,
-        "focused_agreement": sum(fa) / len(fa) if fa else None,
+        # as recorded by runs that still had the column (each y′ with its own confidence); recomputed
+        # otherwise (newer runs' answer_agreement is this signal already)
+        "focused_agreement": s["signals"].get("focused_agreement", sum(fa) / len(fa) if fa else None),
         "answer_agreement": s["signals"].get("answer_agreement"), "pool_today": s["confidence"]}
+    out["focused_consistency"] = _focused_consistency(s["response"], cands, d.get("samples") or [], s["prompt"])
     sig, w = dict(s["signals"]), dict(d["weights"])
     swapped = {**sig, "answer_agreement": out["focused_agreement"]}
     out["pool_focused_for_aa"] = combine(swapped, w)
+    both = {**swapped, "consistency": out["focused_consistency"]}
+    out["pool_focused_for_aa_and_consistency"] = combine(both, w)
     out["pool_plus_focused"] = combine({**sig, "fa": out["focused_agreement"]}, {**w, "fa": 0.4})
     out["pool_plus_copy_0.2"] = combine({**sig, "c": out["copy"]}, {**w, "c": 0.2})
     out["pool_focused_for_aa_plus_copy_0.1"] = combine({**swapped, "c": out["copy"]}, {**w, "c": 0.1})
     return out
+
+
+def _focused_consistency(response: str, best: list[str], samples: list[str], prompt: str) -> float | None:
+    """`consistency_with` with `focused_agreement` in place of plain agreement."""
+    def observed(answers: list[str]) -> float | None:
+        if not answers:
+            return None
+        return sum(CONSISTENCY_ALPHA * focused_agreement(response, a, prompt)
+                   + (1 - CONSISTENCY_ALPHA) * (1.0 if exact_match(response, a) else 0.0) for a in answers) / len(answers)
+
+    parts = [x for x in (observed(best), observed(samples)) if x is not None]
+    return sum(parts) / len(parts) if parts else None
 
 
 def main() -> None:

@@ -282,6 +282,51 @@ def test_focused_contradiction_by_a_confident_answer_scores_low() -> None:
     assert answer_agreement(a, 0.9) < 0.2
 
 
+def test_consistency_compares_what_the_answers_add_to_the_prompt() -> None:
+    """The model's answers all say London: a response saying Copenhagen is consistent with none of
+    them, although it shares five of their six words."""
+    from clearapi.clear.signals import consistency_with
+    prompt = "What is the capital of England?"
+    answers = ["The capital of England is London."] * 2
+    samples = ["London.", "The capital of England is London.", "It is London."]
+    wrong = "The capital of England is Copenhagen."
+    lexical = consistency_with(wrong, answers, samples)
+    assert lexical is not None and lexical > 0.4
+    assert consistency_with(wrong, answers, samples, prompt=prompt) == 0.0
+    right = consistency_with("London.", answers, samples, prompt=prompt)
+    assert right is not None and right >= 0.8
+
+
+def test_a_confident_single_entity_contradiction_pulls_the_pool_below_a_clean_row() -> None:
+    """Through `score_example` on scripted answers: the wrong capital's consistency and answer
+    agreement are near 0, so its confidence falls well below the right answer's."""
+    import asyncio
+
+    from clearapi.clear.pipeline import ScoringPlan, score_example
+    from clearapi.records import ChatRequest, ChatResponse, Choice, Example, Message, TokenLogprob, Usage
+
+    async def chat(request: ChatRequest) -> ChatResponse:
+        text = "The capital of England is London."
+        choices = [Choice(text=text, logprobs=[TokenLogprob(token=text, logprob=-0.01)], finish_reason="stop")
+                   for _ in range(request.n)]
+        return ChatResponse(choices=choices, usage=Usage(prompt_tokens=10, completion_tokens=8), calls=request.n)
+
+    class Engine:
+        async def chat(self, request: ChatRequest) -> ChatResponse:
+            return await chat(request)
+
+    def example(response: str) -> Example:
+        return Example(id="r", line=1, messages=[Message(role="user", content="What is the capital of England?"),
+                                                 Message(role="assistant", content=response)])
+
+    plan = ScoringPlan(rating="sampled", best_answer=True, samples=4)
+    wrong = asyncio.run(score_example(Engine(), example("The capital of England is Copenhagen."), plan=plan))
+    right = asyncio.run(score_example(Engine(), example("The capital of England is London."), plan=plan))
+    assert wrong.signals["consistency"] is not None and wrong.signals["consistency"] < 0.1
+    assert wrong.signals["answer_agreement"] is not None and wrong.signals["answer_agreement"] < 0.1
+    assert wrong.confidence < 0.5 < right.confidence
+
+
 def test_copy_ratio_tells_a_passage_sentence_from_an_answer_using_it() -> None:
     from clearapi.clear.signals import copy_ratio
     prompt = ("Summarise this passage.\n\nThe cache keeps answers on disk. Re-runs with the same requests "

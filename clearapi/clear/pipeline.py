@@ -466,16 +466,15 @@ async def score_example(engine: Chat, example: Example, plan: ScoringPlan, *, mo
         texts = [s.text for s in answers.samples]
         # the medoid is one of the samples: it weighs in as y′ only when it is a separate answer
         references = [b.sample.text for b in answers.best] if plan.best_answer else []
-        signals["consistency"] = consistency_with(example.response, references, texts, CONSISTENCY_ALPHA)
+        # answers compared on what they add to the prompt, not on the question's words they repeat
+        signals["consistency"] = consistency_with(example.response, references, texts, CONSISTENCY_ALPHA,
+                                                  prompt=example.prompt_text)
         if answers.best:
             agreements = [agreement(example.response, b.sample.text) for b in answers.best]
             i = max(range(len(answers.best)), key=lambda j: answers.best[j].confidence)
             best = answers.best[i]
             signals["answer_confidence"] = best.sample.confidence
-            signals["answer_agreement"] = _mean([answer_agreement(a, b.confidence)
-                                                 for a, b in zip(agreements, answers.best, strict=True)])
-            # recorded, unweighted until measured on long contexts (docs/method.md)
-            signals["focused_agreement"] = _mean([
+            signals["answer_agreement"] = _mean([
                 answer_agreement(focused_agreement(example.response, b.sample.text, example.prompt_text), b.confidence)
                 for b in answers.best])
             if best.sample.text.strip():

@@ -17,7 +17,9 @@ Signals
 ``consistency``
     BSDetector's observed consistency: mean over the model's own answers of
     α·agreement + (1-α)·exact-match, α = 0.8 (the open implementation's value), agreement
-    from `clearapi.clear.similarity`. Half of it is agreement with the model's best answers
+    from `clearapi.clear.similarity` on the words each answer adds to the prompt
+    (`focused_agreement`), so "The capital of England is Copenhagen." and "... London." agree
+    on nothing rather than on five words of six. Half of it is agreement with the model's best answers
     y′ (temperature 0; one per demonstration set), half the mean over K samples at
     temperature 1: a small model's samples wander, and its modal answer is the one that
     knows most; the halves together separate bad rows better than either (docs/method.md).
@@ -26,7 +28,8 @@ Signals
     the returned logprobs. Used to gate auto-correct, and to tell how much a disagreement
     between y and y′ means.
 ``answer_agreement``
-    Agreement of y with the model's own answer y′, discounted by how sure the model is of
+    Agreement of y with the model's own answer y′ on the words each adds to the prompt
+    (`focused_agreement`), discounted by how sure the model is of
     y′: 1 − (1 − agreement(y, y′)) · confidence(y′), with y′'s confidence as for
     auto-correct (token probability and the samples' support). A disagreement with a
     hesitant y′ means little; with a confident one it is the strongest evidence a small
@@ -50,10 +53,6 @@ Signals
     likely, which plain likelihood cannot: short generic text, a response that belongs to
     another row and a sentence copied from the passage are likely without the question.
 
-``focused_agreement``
-    ``answer_agreement`` on the words the two answers add to the prompt (`focused_agreement`):
-    a one-entity contradiction ("... is Copenhagen." vs "... is London.") is a full disagreement,
-    not a near-match. Recorded, not yet weighted.
 ``copy``
     1 − the longest run of y's tokens found verbatim in the prompt over y's length
     (`copy_ratio`): near 0 for a response that *is* a sentence of the passage. No call.
@@ -93,7 +92,7 @@ __all__ = [
 
 #: every signal a row can carry, in the order summaries and benchmarks list them
 SIGNAL_NAMES: tuple[str, ...] = ("self_rating", "consistency", "answer_agreement", "answer_confidence",
-                                 "likelihood", "pmi", "completeness", "focused_agreement", "copy")
+                                 "likelihood", "pmi", "completeness", "copy")
 CONSISTENCY_ALPHA = 0.8
 #: where the end-of-turn log-probability maps to completeness 0.5, and how fast it falls
 END_CENTER = -11.0
@@ -202,13 +201,16 @@ def logistic(x: float, center: float = 0.0, scale: float = 1.0) -> float:
     return e / (1.0 + e)
 
 
-def observed_consistency(response: str, samples: Sequence[str], alpha: float = CONSISTENCY_ALPHA) -> float | None:
-    """BSDetector's O: mean of α·agreement(y, yᵢ) + (1−α)·[y == yᵢ] over samples; None without samples."""
+def observed_consistency(response: str, samples: Sequence[str], alpha: float = CONSISTENCY_ALPHA,
+                         prompt: str | None = None) -> float | None:
+    """BSDetector's O: mean of α·agreement(y, yᵢ) + (1−α)·[y == yᵢ] over samples; None without samples.
+    With `prompt`, agreement is `focused_agreement`: on what each answer adds to the prompt."""
     if not samples:
         return None
     total = 0.0
     for s in samples:
-        total += alpha * agreement(response, s) + (1 - alpha) * (1.0 if exact_match(response, s) else 0.0)
+        agree = agreement(response, s) if prompt is None else focused_agreement(response, s, prompt)
+        total += alpha * agree + (1 - alpha) * (1.0 if exact_match(response, s) else 0.0)
     return total / len(samples)
 
 
@@ -220,14 +222,14 @@ def completeness(end_logprob: float | None) -> float | None:
 
 
 def consistency_with(response: str, best: Sequence[str], samples: Sequence[str],
-                     alpha: float = CONSISTENCY_ALPHA) -> float | None:
+                     alpha: float = CONSISTENCY_ALPHA, prompt: str | None = None) -> float | None:
     """Observed consistency: half agreement with the best answers (one per demonstration set),
-    half with the samples.
+    half with the samples (on what they add to `prompt`, when given).
 
     Either half alone when the other is missing; None without any answer.
     """
-    parts = [x for x in (observed_consistency(response, best, alpha),
-                         observed_consistency(response, samples, alpha)) if x is not None]
+    parts = [x for x in (observed_consistency(response, best, alpha, prompt),
+                         observed_consistency(response, samples, alpha, prompt)) if x is not None]
     return sum(parts) / len(parts) if parts else None
 
 
