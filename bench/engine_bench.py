@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from clearapi import ChatRequest, Engine, Message  # noqa: E402
 from clearapi.profiles import Limits, load_profile  # noqa: E402
+from clearapi_testing.emulator_process import emulator_process  # noqa: E402
 
 KEY = "sk-bench-not-a-real-key-0000000000"
 MODEL = "gpt-4o-mini"
@@ -45,23 +45,8 @@ MODEL = "gpt-4o-mini"
 
 # -- the emulator as a process ----------------------------------------------------------------
 
-@contextlib.contextmanager
-def emulator(*args: str) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "clearapi_testing.emulator", "--port", "0", *args],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if "listening on" not in line:
-            raise SystemExit(f"emulator did not start: {line!r}")
-        yield line.rsplit(" ", 1)[-1].strip()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def emulator(*args: str) -> contextlib.AbstractContextManager[str]:
+    return emulator_process(*args)
 
 
 def emu_get(base_url: str, path: str) -> dict[str, object]:
@@ -105,7 +90,10 @@ async def _run_for(engine: Engine, seconds: float) -> int:
 def bench_rate_limit(rpm: float, seconds: float, tell_engine: bool, concurrency: int) -> bool:
     print(f"\n(a) throughput at a server limit of {rpm:.0f} RPM for {seconds:.0f} s "
           f"(engine {'told the limit' if tell_engine else 'learns it from headers'}, concurrency {concurrency})")
-    with emulator("--rpm", str(rpm), "--tpm", "1000000000", "--latency-ms", "20") as url:
+    # The ideal server on purpose: this part measures pacing from the headers (bench/pacing_bench.py
+    # measures the rude server without them).
+    with emulator("--rpm", str(rpm), "--tpm", "1000000000", "--latency-ms", "20", "--ratelimit-headers",
+                  "--polite") as url:
         engine = Engine("openai", model=MODEL, base_url=url + "/v1", api_key=KEY, cache=False, progress=False,
                         rpm=rpm if tell_engine else None, tpm=None, max_concurrency=concurrency)
         t0 = time.perf_counter()
@@ -185,7 +173,8 @@ async def _engine(url: str, n: int, concurrency: int, cache: Path | bool) -> flo
 def bench_overhead(n: int, concurrency: int, rounds: int) -> bool:
     print(f"\n(b) no limit, no latency: {n} requests at concurrency {concurrency}, best of {rounds}")
     best = {"plain": 0.0, "adapter only": 0.0, "engine": 0.0, "engine+cache": 0.0}
-    with emulator() as url, tempfile.TemporaryDirectory() as tmp:
+    # --polite: a stray 500 would fail the plain loop (no retries) and add retries to the engine's count.
+    with emulator("--polite") as url, tempfile.TemporaryDirectory() as tmp:
         asyncio.run(_plain_sdk(url, min(n, 200), concurrency))  # warm up both sides
         for r in range(rounds):
             best["plain"] = max(best["plain"], asyncio.run(_plain_sdk(url, n, concurrency)))

@@ -31,26 +31,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from clearapi_testing.emulator_process import emulator_process  # noqa: E402
+
 KEY = "sk-bench-not-a-real-key-0000000000"
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), OPENAI_API_KEY=KEY)
 
 
 @contextlib.contextmanager
 def emulator() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "clearapi_testing.emulator", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=ENV)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if "listening on" not in line:
-            raise SystemExit(f"emulator did not start: {line!r}")
-        yield line.rsplit(" ", 1)[-1].strip().rstrip("/") + "/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with emulator_process(env=ENV) as url:
+        yield url + "/v1"
 
 
 def make_input(path: Path, rows: int) -> None:
