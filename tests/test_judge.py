@@ -108,3 +108,25 @@ def test_dry_run_prices_the_scorer_and_the_judge(tmp_path: Path, capsys: pytest.
     line = next(x for x in text.splitlines() if x.startswith("judge openai / gpt-4o:"))
     assert "$" in line and "calls" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_counts_each_judge_by_its_own_plan() -> None:
+    """A judge without logprobs (Anthropic) samples several verdicts per order: its line counts them,
+    instead of the two calls a judge with logprobs needs."""
+    import clearapi
+
+    est = clearapi.estimate(EXAMPLES, provider="openai", judge_provider=["openai", "anthropic"],
+                            judge_majority=1)
+    openai_judge, anthropic_judge = est.judges
+    examples = est.rows - est.rejected
+    assert openai_judge["calls_per_row"] == [2, 2]
+    assert openai_judge["calls_max"] == 2 * examples
+    low, high = anthropic_judge["calls_per_row"]
+    assert low == 2 and high > 2
+    assert anthropic_judge["calls_max"] == high * examples
+    assert anthropic_judge["tokens_max"] > openai_judge["tokens_max"]
+    line = next(x for x in est.describe().splitlines() if x.startswith("judge anthropic"))
+    assert f"(2 to {high} per judged row)" in line
+    # the scorer makes no judgement call of its own when separate judges judge
+    assert "pairwise judgements: by the separate judges below" in est.describe()
+    assert "more for judgements" not in est.describe()

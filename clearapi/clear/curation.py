@@ -316,7 +316,10 @@ def estimate(input: Input, **options: Any) -> Estimate:
     for spec in opts.judges():
         judge_profile = load_profile(spec.provider)
         judge_model = spec.model or judge_profile.default_model
-        est.add_judge(judge_profile.name, judge_model, judge_profile.price_for(judge_model))
+        # a separate judge gives text verdicts, as many per order as its own capabilities need
+        judge_plan = ScoringPlan.for_capabilities(judge_profile.capabilities_for(judge_model), seed=opts.seed)
+        est.add_judge(judge_profile.name, judge_model, judge_profile.price_for(judge_model),
+                      calls_per_row=judge_plan.judge_calls(likelihood=False))
     return est
 
 

@@ -62,28 +62,39 @@ class Estimate:
         examples = self.rows - self.rejected
         per_row = self.scoring_calls / examples if examples else 0.0
         cost = "unknown (no price in the profile)" if self.cost_usd is None else f"${self.cost_usd:.4f}"
-        cost_max = "" if self.cost_usd_max is None else f" (up to ${self.cost_usd_max:.4f} with every judgement)"
+        cost_max = "" if self.cost_usd_max is None or self.judges else \
+            f" (up to ${self.cost_usd_max:.4f} with every judgement)"
         parts = ", ".join(f"{k} {v}" for k, v in self.calls.items())
         return "\n".join([
             f"dry run: {self.provider} / {self.model}: no call was made",
             f"rows: {self.rows} ({self.rejected} would be rejected by the reader, {examples} scored)",
             f"scoring calls: {self.scoring_calls} ({parts}); {per_row:.2f} per row",
+            "pairwise judgements: by the separate judges below (only rows below the threshold whose "
+            "candidate passes the gates)" if self.judges else
             f"pairwise judgement calls: 0 to {self.judgement_calls_max} (only rows below the threshold "
             f"whose candidate passes the gates; {self.judgement_calls_per_row[0]} to "
             f"{self.judgement_calls_per_row[1]} per judged row)",
-            f"tokens: ~{self.prompt_tokens} prompt + ~{self.completion_tokens} completion for scoring, "
-            f"up to ~{self.judgement_tokens_max} more for judgements",
+            f"tokens: ~{self.prompt_tokens} prompt + ~{self.completion_tokens} completion for scoring"
+            + ("" if self.judges else f", up to ~{self.judgement_tokens_max} more for judgements"),
             f"cost: {cost}{cost_max}",
-            *(f"judge {j['provider']} / {j['model']}: 0 to {j['calls_max']} calls, up to ~{j['tokens_max']} "
-              f"tokens, up to " + ("an unknown cost" if j["cost_usd_max"] is None else f"${j['cost_usd_max']:.4f}")
+            *(f"judge {j['provider']} / {j['model']}: 0 to {j['calls_max']} calls ({j['calls_per_row'][0]} to "
+              f"{j['calls_per_row'][1]} per judged row), up to ~{j['tokens_max']} tokens, up to "
+              + ("an unknown cost" if j["cost_usd_max"] is None else f"${j['cost_usd_max']:.4f}")
               for j in self.judges),
         ])
 
-    def add_judge(self, provider: str, model: str, price: Price | None) -> None:
-        """Move the judgements to a separate judge: priced at its model, not the scorer's."""
-        self.judges.append({"provider": provider, "model": model, "calls_max": self.judgement_calls_max,
-                            "tokens_max": self.judgement_tokens_max,
-                            "cost_usd_max": _cost(price, self.judgement_tokens_max, self.judgement_calls_max)})
+    def add_judge(self, provider: str, model: str, price: Price | None,
+                  calls_per_row: tuple[int, int] | None = None) -> None:
+        """Move the judgements to a separate judge: priced at its model, not the scorer's, and counted
+        by its own plan (`calls_per_row`: a judge without logprobs samples more verdicts per order)."""
+        calls, tokens = self.judgement_calls_max, self.judgement_tokens_max
+        per_judged = self.judgement_calls_per_row[1]
+        if calls_per_row is not None and per_judged:
+            calls = calls // per_judged * calls_per_row[1]
+            tokens = math.ceil(tokens * calls_per_row[1] / per_judged)
+        self.judges.append({"provider": provider, "model": model, "calls_max": calls, "tokens_max": tokens,
+                            "calls_per_row": list(calls_per_row or self.judgement_calls_per_row),
+                            "cost_usd_max": _cost(price, tokens, calls)})
         self.cost_usd_max = self.cost_usd
 
 
