@@ -273,11 +273,16 @@ async def test_missing_logprobs_are_noted_and_never_refuse_a_later_request() -> 
     httpx2.Response(200, content=b"<html>gateway</html>", headers={"content-type": "text/html"}),
     httpx2.Response(200, json={"id": "x", "object": "chat.completion", "choices": []}),
     httpx2.Response(200, json={"id": "x", "choices": [{"index": 0}]}),
+    httpx2.Response(200, json={"id": "x", "choices": ["text"]}),
+    httpx2.Response(200, json=["not", "an", "object"]),
+    httpx2.Response(200, json={"choices": [{"index": 0, "message": {"role": "assistant", "content": ["a"]}}]}),
+    httpx2.Response(200, json={"choices": [{"index": 0, "message": {"role": "assistant", "content": "a"},
+                                            "logprobs": {"content": [{"logprob": -0.1}]}}]}),
 ])
 async def test_malformed_bodies_are_transient(response: httpx2.Response) -> None:
     adapter = adapter_for(Server(lambda b: response))
     with pytest.raises(TransientError) as info:
-        await adapter.chat(req())
+        await adapter.chat(req(logprobs=True))
     assert info.value.reason == "malformed"
     await adapter.aclose()
 

@@ -194,6 +194,89 @@ def test_many_tasks_share_one_cache_file(tmp_path: Path) -> None:
     assert asyncio.run(main()) == 300
 
 
+def _committed(path: Path) -> set[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return {k for (k,) in conn.execute("SELECT key FROM responses")}
+    finally:
+        conn.close()
+
+
+def test_concurrent_answers_share_trips_and_each_put_returns_committed(tmp_path: Path) -> None:
+    """Answers that arrive while the cache thread is busy go in one transaction together;
+    a put returns only when another connection can already read its answer."""
+    path = tmp_path / "c.sqlite"
+    seen_by_other_connection: list[bool] = []
+
+    async def main() -> tuple[int, int]:
+        cache = ResponseCache(path)
+        await cache.open()
+        trips = 0
+        run = cache._run
+
+        async def counting(fn: Any) -> Any:
+            nonlocal trips
+            trips += 1
+            return await run(fn)
+
+        cache._run = counting  # type: ignore[method-assign]
+
+        async def put(i: int) -> None:
+            await cache.put(f"b2:{i}", ChatResponse(choices=[Choice(text=str(i))]))
+            seen_by_other_connection.append(f"b2:{i}" in _committed(path))
+
+        await asyncio.gather(*(put(i) for i in range(200)))
+        writes = trips
+        got = await asyncio.gather(*(cache.get(f"b2:{i}") for i in range(-50, 200)))
+        await cache.aclose()
+        assert [g.text if g else None for g in got] == [None] * 50 + [str(i) for i in range(200)]
+        return writes, trips - writes
+
+    writes, reads = asyncio.run(main())
+    assert all(seen_by_other_connection) and len(seen_by_other_connection) == 200
+    assert writes <= 3 and reads <= 3  # one trip each way, plus at most the stragglers of a busy thread
+
+
+def test_a_failed_trip_fails_its_own_puts_only(tmp_path: Path) -> None:
+    async def main() -> tuple[list[object], list[object]]:
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        await cache.open()
+        real = cache._write_many
+        failures = [sqlite3.OperationalError("disk I/O error")]
+
+        async def flaky(rows: dict[str, tuple[object, ...]]) -> dict[str, None]:
+            if failures:
+                raise failures.pop()
+            return await real(rows)
+
+        cache._writes._trip = flaky
+        first = await asyncio.gather(*(cache.put(f"b2:a{i}", ChatResponse(choices=[Choice(text="a")]))
+                                       for i in range(5)), return_exceptions=True)
+        second = await asyncio.gather(*(cache.put(f"b2:b{i}", ChatResponse(choices=[Choice(text="b")]))
+                                        for i in range(5)), return_exceptions=True)
+        await cache.aclose()
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert all(isinstance(r, sqlite3.OperationalError) for r in first)
+    assert second == [None] * 5
+    assert _committed(tmp_path / "c.sqlite") == {f"b2:b{i}" for i in range(5)}
+
+
+def test_closing_commits_answers_already_handed_to_put(tmp_path: Path) -> None:
+    async def main() -> None:
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        await cache.open()
+        puts = [asyncio.ensure_future(cache.put(f"b2:{i}", ChatResponse(choices=[Choice(text=str(i))])))
+                for i in range(50)]
+        await asyncio.sleep(0)  # the puts have queued their answers; none is committed yet
+        await cache.aclose()
+        await asyncio.gather(*puts)
+
+    asyncio.run(main())
+    assert _committed(tmp_path / "c.sqlite") == {f"b2:{i}" for i in range(50)}
+
+
 def _writer(path: str, start: int, count: int) -> None:
     async def main() -> None:
         cache = ResponseCache(path)

@@ -31,11 +31,11 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -45,6 +45,10 @@ from clearapi.records import ChatRequest, ChatResponse
 __all__ = ["BatchStore", "PendingRequest", "ResponseCache", "cache_key", "cache_stats", "clear_cache", "default_cache_path", "immediate", "open_db"]
 
 T = TypeVar("T")
+V = TypeVar("V")
+R = TypeVar("R")
+#: keys per ``IN (...)`` lookup, well under SQLite's bound on host parameters
+_KEYS_PER_QUERY = 500
 
 KEY_PREFIX = "b2:"
 BUSY_TIMEOUT_MS = 30_000
@@ -199,14 +203,82 @@ def _migrate(conn: sqlite3.Connection) -> None:
                          (version, time.time()))
 
 
+class _Trips(Generic[V, R]):
+    """Requests that arrive while a trip to the cache thread is under way go on the next trip
+    together: one thread hop and one statement or transaction for all of them.
+
+    `submit` returns only when the trip that carried its key has finished, with that
+    key's result (or the trip's exception), so callers see no difference from one trip each.
+    """
+
+    def __init__(self, trip: Callable[[dict[str, V]], Awaitable[dict[str, R]]]) -> None:
+        self._trip = trip
+        self._values: dict[str, V] = {}
+        self._futures: dict[str, asyncio.Future[R | None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, key: str, value: V) -> R | None:
+        fut = self._futures.get(key)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            fut.add_done_callback(_retrieve)
+            self._futures[key] = fut
+        self._values[key] = value  # the same key twice before its trip: the last value goes
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._drain())
+        return await asyncio.shield(fut)
+
+    async def _drain(self) -> None:
+        futures: dict[str, asyncio.Future[R | None]] = {}
+        try:
+            while self._futures:
+                values, futures = self._values, self._futures
+                self._values, self._futures = {}, {}
+                try:
+                    results = await self._trip(values)
+                except Exception as exc:
+                    for fut in futures.values():
+                        if not fut.done():
+                            fut.set_exception(exc)
+                else:
+                    for key, fut in futures.items():
+                        if not fut.done():
+                            fut.set_result(results.get(key))
+        finally:
+            self._task = None
+            for fut in (*futures.values(), *self._futures.values()):  # cancelled mid-trip
+                fut.cancel()
+
+    async def settle(self) -> None:
+        """Wait for the trips under way and those queued behind them."""
+        while self._task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    # a caller cancelled while its trip failed would otherwise log "exception never retrieved"
+    if not fut.cancelled():
+        fut.exception()
+
+
 class ResponseCache:
-    """Async access to the cache file; every method runs on the cache's own thread."""
+    """Async access to the cache file; every method runs on the cache's own thread.
+
+    Lookups and answers that arrive while the thread is busy are coalesced (`_Trips`): one
+    query finds every waiting key, one transaction commits every waiting answer. A hosted
+    run reads and stores hundreds of answers a second, and a thread hop and a commit each
+    were about a tenth of its CPU. `put` still returns only once its answer is committed, so
+    a killed run loses nothing it was told is stored.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clearapi-cache")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._reads: _Trips[None, bytes] = _Trips(self._read_many)
+        self._writes: _Trips[tuple[object, ...], None] = _Trips(self._write_many)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -228,11 +300,7 @@ class ResponseCache:
         await self._run(self._db)
 
     async def get(self, key: str) -> ChatResponse | None:
-        def read() -> bytes | None:
-            row = self._db().execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
-            return None if row is None else bytes(row[0])
-
-        blob = await self._run(read)
+        blob = await self._reads.submit(key, None)
         if blob is None:
             return None
         try:
@@ -244,19 +312,40 @@ class ResponseCache:
 
     async def put(self, key: str, response: ChatResponse) -> None:
         blob = response.model_dump_json(exclude={"ratelimit", "cached"}).encode()
-        row = (key, blob, response.provider, response.model, response.usage.prompt_tokens,
-               response.usage.completion_tokens, time.time())
+        await self._writes.submit(key, (key, blob, response.provider, response.model,
+                                        response.usage.prompt_tokens, response.usage.completion_tokens,
+                                        time.time()))
 
+    async def _read_many(self, keys: dict[str, None]) -> dict[str, bytes]:
+        def read() -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            listed = list(keys)
+            for i in range(0, len(listed), _KEYS_PER_QUERY):
+                part = listed[i:i + _KEYS_PER_QUERY]
+                marks = ",".join("?" * len(part))
+                for key, blob in self._db().execute(
+                        f"SELECT key, response FROM responses WHERE key IN ({marks})", part):
+                    found[key] = bytes(blob)
+            return found
+
+        return await self._run(read)
+
+    async def _write_many(self, rows: dict[str, tuple[object, ...]]) -> dict[str, None]:
         def write() -> None:
-            self._db().execute(
-                "INSERT OR REPLACE INTO responses (key, response, provider, model, prompt_tokens,"
-                " completion_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            conn = self._db()
+            with immediate(conn):
+                conn.executemany(
+                    "INSERT OR REPLACE INTO responses (key, response, provider, model, prompt_tokens,"
+                    " completion_tokens, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows.values())
 
         await self._run(write)
+        return {}
 
     async def aclose(self) -> None:
         if self._closed:
             return
+        await self._writes.settle()  # answers already handed to put are committed first
+        await self._reads.settle()
         self._closed = True
 
         def close() -> None:
