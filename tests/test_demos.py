@@ -319,3 +319,45 @@ def test_bad_counts_are_refused_by_the_options_before_any_plan(option: str, valu
 
     with pytest.raises(ConfigError, match=message):
         CurateOptions(**{option: value}).check()
+
+
+# -- PMI's baseline: the prompt without its last part -------------------------------------------
+
+SECTION = "fill(text, width=70)\n\nFill a single paragraph of text, returning a new string.\n\nTabs are expanded."
+
+
+@pytest.mark.parametrize(("turn", "parts"), [
+    # Alpaca: an instruction, then an input passage of several paragraphs (one part)
+    (f"Summarise this passage in one sentence.\n\n{SECTION}", ["Summarise this passage in one sentence.", SECTION]),
+    # an instruction, then an email
+    ("Write a short subject line for this email.\n\nHi Sam, the books are overdue.",
+     ["Write a short subject line for this email.", "Hi Sam, the books are overdue."]),
+    # a passage, then the question about it
+    (f"{SECTION}\n\nWhat does fill return?", [SECTION, "What does fill return?"]),
+    # an instruction, the passage, a labelled question
+    (f"Read the passage and answer the question.\n\n{SECTION}\n\nQuestion: what does fill return",
+     ["Read the passage and answer the question.", SECTION, "Question: what does fill return"]),
+    # a one-word label first is part of the passage, not an instruction
+    (f"Context:\n\n{SECTION}\n\nWhat does fill return?", [f"Context:\n\n{SECTION}", "What does fill return?"]),
+    # neither a question at the end nor a short lead: the last paragraph is the part that asks
+    ("A long opening paragraph that runs on and on about many things.\n\nNow list them.",
+     ["A long opening paragraph that runs on and on about many things.", "Now list them."]),
+    ("What does fill return?", ["What does fill return?"]),
+])
+def test_a_turn_is_read_in_its_parts_and_the_baseline_drops_the_last(turn: str, parts: list[str]) -> None:
+    prompt = [Message(role="system", content="Be brief."), Message(role="user", content=turn)]
+    assert prompts.prompt_parts(prompt) == parts
+    baseline = [m.content for m in prompts.baseline_prompt(prompt)]
+    if len(parts) == 1:
+        assert baseline == [prompts.NEUTRAL_PROMPT]
+    else:
+        assert baseline == ["Be brief.", "\n\n".join(parts[:-1])]
+
+
+def test_a_passage_of_several_paragraphs_leaves_the_baseline_whole() -> None:
+    """After an instruction, the baseline drops the whole passage, not only its last paragraph (which left the
+    rest of the passage in the baseline, so a sentence from it looked explained by the prompt)."""
+    prompt = [Message(role="user", content=f"Write the heading of this section.\n\n{SECTION}")]
+    built = prompts.baseline_messages(prompt, "Text wrapping.", [Message(role="user", content="Q?"),
+                                                                 Message(role="assistant", content="A.")])
+    assert [m.content for m in built] == ["Q?", "A.", "Write the heading of this section.", "Text wrapping."]

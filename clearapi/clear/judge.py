@@ -12,7 +12,7 @@ check it (both orders, the bias, the preference the decision used):
   0.25–0.35 second), it is what is left once the position is taken out.
 * **likelihood** (a model that scores given text: the local model, vLLM): no verdict text at
   all. Under each demonstration set the row was scored with, y′ and y are teacher-forced
-  after the prompt and after the prompt without its question; each gets PMI = mean
+  after the prompt and after the prompt without its last part; each gets PMI = mean
   log P(· | x) − mean log P(· | baseline). y′ is the model's own greedy answer, so its raw
   likelihood is inflated by how the model likes to talk; PMI removes that (the "bias"
   recorded is y′'s likelihood gain over y that PMI takes out). The preference under each

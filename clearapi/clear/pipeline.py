@@ -13,7 +13,7 @@ answers         the row's prompt, ``n=K`` samples at temperature 1,    ``samples
                 with logprobs (spread over the demonstration sets)     without ``n``)
 likelihood      teacher-forced log P(y | prompt), and log P(end of     provider scores given text
                 turn | prompt, y) (one per demonstration set)
-baseline        teacher-forced log P(y | prompt minus its question)    provider scores given text
+baseline        teacher-forced log P(y | prompt minus its last part)   provider scores given text
                 (one per demonstration set)
 ==============  =====================================================  ===========================
 
@@ -244,7 +244,7 @@ class ScoringPlan:
                                           "T=0 and scoring passes, averaged")
         if self.likelihood:
             out["likelihood"] = "teacher-forced"
-            out["pmi"] = "teacher-forced, vs the prompt without its question"
+            out["pmi"] = "teacher-forced, vs the prompt without its last part (question, or passage)"
             out["completeness"] = ("teacher-forced probability that y is finished: end of turn or a closing mark "
                                    "(a gate)")
         return out

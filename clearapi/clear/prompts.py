@@ -24,6 +24,7 @@ __all__ = [
     "baseline_messages",
     "baseline_prompt",
     "pairwise_messages",
+    "prompt_parts",
     "question_text",
     "rating_messages",
     "score_messages",
@@ -108,26 +109,61 @@ def score_messages(prompt: Sequence[Message], response: str, demos: Sequence[Mes
     return [*answer_messages(prompt, demos), Message(role="assistant", content=response)]
 
 
-def baseline_prompt(prompt: Sequence[Message]) -> list[Message]:
-    """The context PMI compares against: the prompt without its question.
+_QUESTION_LABEL = re.compile(r"^\s*(question|q)\s*[:.]", re.IGNORECASE)
+#: a leading instruction is one line of at most this many characters
+_LEAD_CHARS = 300
 
-    When the last user turn has several paragraphs (a passage then a question, an
-    instruction then an email), the baseline is the prompt with that turn's *last*
-    paragraph removed: a response that is equally likely without it (a sentence copied
-    from the passage, a subject line that fits any email) gains no PMI. A one-paragraph
-    prompt is compared with a neutral prompt instead.
+
+def prompt_parts(prompt: Sequence[Message]) -> list[str]:
+    """The last user turn in its parts: [instruction,] passage[, question]; one part for a
+    one-paragraph turn, none when the prompt does not end with a user turn.
+
+    Three layouts are common, and each is read by its shape, not by its source format: an
+    instruction then a passage (Alpaca's instruction and input, "Write a subject line for
+    this email." then the email), a passage then a question ("...?", "Question: ..."), and
+    both ("Read the passage and answer the question.", the passage, the question). A leading
+    paragraph is an instruction when it is one line, shorter than the rest of the turn and
+    more than a two-word label ("Context:"); the paragraphs between the instruction and the
+    question, however many, are one passage. With neither, the last paragraph is the part
+    that asks.
     """
     last = prompt[-1] if prompt else None
-    if last is not None and last.role == "user":
-        paragraphs = [p for p in _PARAGRAPH.split(last.content) if p.strip()]
-        if len(paragraphs) >= 2:
-            return [*prompt[:-1], Message(role="user", content="\n\n".join(paragraphs[:-1]))]
-    return [Message(role="user", content=NEUTRAL_PROMPT)]
+    if last is None or last.role != "user":
+        return []
+    paragraphs = [p.strip() for p in _PARAGRAPH.split(last.content) if p.strip()]
+    if len(paragraphs) < 2:
+        return paragraphs
+    final = paragraphs[-1]
+    question_last = final.endswith("?") or bool(_QUESTION_LABEL.match(final))
+    body = paragraphs[:-1] if question_last else paragraphs
+    first = body[0]
+    lead = (len(body) >= 2 and "\n" not in first and len(first) <= _LEAD_CHARS and len(first.split()) > 2
+            and len(first) < sum(len(p) for p in body[1:]))
+    if not lead and not question_last:
+        return ["\n\n".join(paragraphs[:-1]), final]
+    head = [first] if lead else []
+    passage = body[1:] if lead else body
+    return [*head, "\n\n".join(passage), *([final] if question_last else [])]
+
+
+def baseline_prompt(prompt: Sequence[Message]) -> list[Message]:
+    """The context PMI compares against: the prompt without its last part (`prompt_parts`).
+
+    After a passage, the question: PMI says what asking adds, and a sentence copied from the
+    passage gains nothing. After an instruction, the whole passage however many paragraphs
+    it has (an email, a documentation section): PMI says what the passage adds, and a
+    response that belongs to another row, or would fit any passage, gains nothing. A
+    one-paragraph prompt is compared with a neutral prompt instead.
+    """
+    parts = prompt_parts(prompt)
+    if len(parts) < 2:
+        return [Message(role="user", content=NEUTRAL_PROMPT)]
+    return [*prompt[:-1], Message(role="user", content="\n\n".join(parts[:-1]))]
 
 
 def baseline_messages(prompt: Sequence[Message], response: str, demos: Sequence[Message] = ()) -> list[Message]:
-    """The response after the baseline prompt: its likelihood without the row's question.
+    """The response after the baseline prompt: its likelihood without the prompt's last part.
 
-    The demonstrations stay, so PMI measures what the question adds, not what they do.
+    The demonstrations stay, so PMI measures what that part adds, not what they do.
     """
     return [*answer_messages(baseline_prompt(prompt), demos), Message(role="assistant", content=response)]

@@ -48,10 +48,11 @@ Signals
     (teacher forcing; only providers that can score given text, i.e. the local model).
 ``pmi``
     Pointwise mutual information per token: mean log P(y | x) − mean log P(y | baseline),
-    squashed to [0, 1] by a logistic. The baseline is the prompt without its question
-    (`clearapi.clear.prompts.baseline_prompt`). It asks whether the question makes y *more*
+    squashed to [0, 1] by a logistic. The baseline is the prompt without its last part: the
+    question after a passage, or the passage after an instruction
+    (`clearapi.clear.prompts.baseline_prompt`). It asks whether that part makes y *more*
     likely, which plain likelihood cannot: short generic text, a response that belongs to
-    another row and a sentence copied from the passage are likely without the question.
+    another row and a sentence copied from the passage are likely without it.
 
 ``copy``
     1 − the longest run of y's tokens found verbatim in the prompt over y's length
