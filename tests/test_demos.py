@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -361,3 +362,16 @@ def test_a_passage_of_several_paragraphs_leaves_the_baseline_whole() -> None:
     built = prompts.baseline_messages(prompt, "Text wrapping.", [Message(role="user", content="Q?"),
                                                                  Message(role="assistant", content="A.")])
     assert [m.content for m in built] == ["Q?", "A.", "Write the heading of this section.", "Text wrapping."]
+
+
+@pytest.mark.parametrize("name", ["qa.jsonl", "factual/qa.jsonl", "heldout/qa.jsonl"])
+def test_on_the_short_example_sets_the_baseline_is_the_prompt_minus_its_last_paragraph(name: str) -> None:
+    """Reading turns in parts changed no baseline where each part is one paragraph (their cache keys stay)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / name
+    several = 0
+    for row in DatasetReader(path):
+        paragraphs = [p for p in re.split(r"\n\s*\n", row.prompt_messages[-1].content) if p.strip()]
+        several += len(paragraphs) >= 2
+        expected = "\n\n".join(paragraphs[:-1]) if len(paragraphs) >= 2 else prompts.NEUTRAL_PROMPT
+        assert prompts.baseline_prompt(row.prompt_messages)[-1].content == expected, row.line
+    assert several >= 4  # the sets do have passages and emails

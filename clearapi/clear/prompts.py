@@ -130,18 +130,18 @@ def prompt_parts(prompt: Sequence[Message]) -> list[str]:
     last = prompt[-1] if prompt else None
     if last is None or last.role != "user":
         return []
-    paragraphs = [p.strip() for p in _PARAGRAPH.split(last.content) if p.strip()]
+    paragraphs = [p for p in _PARAGRAPH.split(last.content) if p.strip()]  # as written: baselines are cache keys
     if len(paragraphs) < 2:
         return paragraphs
     final = paragraphs[-1]
-    question_last = final.endswith("?") or bool(_QUESTION_LABEL.match(final))
+    question_last = final.strip().endswith("?") or bool(_QUESTION_LABEL.match(final))
     body = paragraphs[:-1] if question_last else paragraphs
-    first = body[0]
+    first = body[0].strip()
     lead = (len(body) >= 2 and "\n" not in first and len(first) <= _LEAD_CHARS and len(first.split()) > 2
-            and len(first) < sum(len(p) for p in body[1:]))
+            and len(first) < sum(len(p.strip()) for p in body[1:]))
     if not lead and not question_last:
         return ["\n\n".join(paragraphs[:-1]), final]
-    head = [first] if lead else []
+    head = [body[0]] if lead else []
     passage = body[1:] if lead else body
     return [*head, "\n\n".join(passage), *([final] if question_last else [])]
 
