@@ -275,7 +275,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
             raise below_sdk_error(self._profile.name, exc) from exc
         try:
             body = _completion_body(_loads(content))
-        except (ValueError, _Malformed) as exc:
+        except ValueError as exc:  # undecodable JSON, or a `_Malformed` body
             raise TransientError(f"{self._profile.name}: malformed response body ({exc})",
                                  reason="malformed") from exc
         return _Call(body=body, headers=response.headers)
