@@ -241,6 +241,24 @@ async def test_sentinels_become_none_and_never_a_probability() -> None:
     assert any("sentinel" in n for n in resp.notes)
     await adapter.aclose()
 
+def test_a_batch_output_line_with_non_finite_literals_is_read_like_the_online_answer() -> None:
+    """A Python-written batch runner writes -Infinity / NaN as the online server does; the line is read,
+    not taken for missing (which would send the request again, and again get the same line)."""
+    body = completion([choice("ab", logprobs=[tok("a", float("-inf")), tok("b", float("nan")),
+                                               tok("c", -1.5)])])
+    adapter = adapter_for(Server(lambda b: ok(body)))
+    submitter = adapter.batch_submitter()
+    request = req(logprobs=True, top_logprobs=1)
+    line = json.dumps({"custom_id": "r1", "error": None,
+                       "response": {"status_code": 200, "body": body}}).encode()
+    assert b"-Infinity" in line and b"NaN" in line
+    result = submitter._line(line, {"r1": request})  # type: ignore[attr-defined]
+    assert result is not None and result.response is not None and result.error is None
+    lp = result.response.choices[0].logprobs
+    assert lp is not None and [t.logprob for t in lp] == [None, None, -1.5]
+    assert submitter._line(b'{"custom_id": "r1", "response": ', {"r1": request}) is None  # type: ignore[attr-defined]
+
+
 
 @pytest.mark.parametrize(("raw", "expected"), [
     (-0.5, (-0.5, False)), (0.0, (0.0, False)), (1e-7, (0.0, False)), (-999.0, (-999.0, False)),

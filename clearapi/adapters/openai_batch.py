@@ -22,7 +22,7 @@ import openai
 import orjson
 
 from clearapi.adapters.errors import raise_translated
-from clearapi.adapters.openai_chat import OpenAIChatAdapter
+from clearapi.adapters.openai_chat import OpenAIChatAdapter, loads_lenient
 from clearapi.errors import AuthError, BadRequest, TransientError
 from clearapi.protocols import BatchPoll, LineResult
 from clearapi.records import ChatRequest
@@ -109,8 +109,8 @@ class OpenAIBatchSubmitter:
     # -- reading lines ------------------------------------------------------------------
     def _line(self, raw: bytes, requests: Mapping[str, ChatRequest]) -> LineResult | None:
         try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            obj = loads_lenient(raw)
+        except ValueError:  # orjson's and json's decode errors both are
             return None
         if not isinstance(obj, dict):
             return None

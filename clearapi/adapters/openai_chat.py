@@ -68,7 +68,7 @@ from clearapi.records import (
     Usage,
 )
 
-__all__ = ["SENTINEL_FLOOR", "OpenAIChatAdapter", "convert_logprob"]
+__all__ = ["SENTINEL_FLOOR", "OpenAIChatAdapter", "convert_logprob", "loads_lenient"]
 
 #: Log-probabilities below this are "not in the list" sentinels, not probabilities
 #: (e^-1000 is far below anything a float32 softmax can represent).
@@ -274,7 +274,7 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
         except BELOW_SDK as exc:
             raise below_sdk_error(self._profile.name, exc) from exc
         try:
-            body = _completion_body(_loads(content))
+            body = _completion_body(loads_lenient(content))
         except ValueError as exc:  # undecodable JSON, or a `_Malformed` body
             raise TransientError(f"{self._profile.name}: malformed response body ({exc})",
                                  reason="malformed") from exc
@@ -436,7 +436,8 @@ class OpenAIChatAdapter(HostedAdapter[openai.AsyncOpenAI]):
                             provider=self._profile.name, calls=1, notes=notes)
 
 
-def _loads(content: bytes) -> object:
+def loads_lenient(content: bytes) -> object:
+    """JSON as servers really write it: orjson, and stdlib json for what strict JSON lacks."""
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
