@@ -95,6 +95,35 @@ def test_a_call_served_from_the_prefix_cache_equals_a_cold_one(adapter: Any, nam
 
 @pytest.mark.local
 @pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)
+def test_a_row_that_opens_with_another_rows_first_demonstration_starts_from_it(adapter: Any) -> None:
+    """Rows draw their demonstrations from one small pool, listed in file order, so many open
+    with the same one: that prefix is kept, and a call starting from it equals a cold one."""
+    other = [DEMOS[0], DEMOS[1], Message(role="user", content="Name a primary colour."),
+             Message(role="assistant", content="Red.")]
+    first = ChatRequest(messages=prompts.answer_messages(PROMPT, DEMOS), max_tokens=12, logprobs=True)
+    second = ChatRequest(messages=prompts.answer_messages(
+        [SYSTEM, Message(role="user", content="What is the capital of Italy?")], other), max_tokens=12, logprobs=True)
+    _cold(adapter)
+    cold = asyncio.run(adapter.chat(second))
+    kv = _cold(adapter)
+    asyncio.run(adapter.chat(first))
+    asyncio.run(adapter.chat(ChatRequest(messages=[Message(role="user", content="Say something else.")],
+                                         max_tokens=4)))  # the live sequence moves elsewhere
+    model = asyncio.run(adapter.load())
+    def tokens(messages: list[Message]) -> list[int]:
+        return list(model.prompt_tokens([{"role": m.role, "content": m.content} for m in messages]))
+
+    shared = common_prefix(tokens([SYSTEM, *DEMOS[:2]]), tokens(second.messages))
+    assert shared > 20
+    reused = kv.reused
+    warm = asyncio.run(adapter.chat(second))
+    assert kv.reused - reused >= shared, "the shared first demonstration was evaluated again"
+    assert [c.text for c in warm.choices] == [c.text for c in cold.choices]
+    assert _lps(warm) == _lps(cold)
+
+
+@pytest.mark.local
+@pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)
 def test_seeded_samples_do_not_depend_on_what_ran_between_them(adapter: Any) -> None:
     request = REQUESTS["samples"]
     _cold(adapter)

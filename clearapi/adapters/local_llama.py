@@ -169,7 +169,7 @@ def _generate_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
     choices: list[Choice] = []
     completion_tokens = 0
     # once: every sample starts from these logits
-    first = model.kv.evaluate(prompt, len(prompt) - 1, marks=(_boundary(model, request, prompt), len(prompt)))[-1]
+    first = model.kv.evaluate(prompt, len(prompt) - 1, marks=(*_boundaries(model, request, prompt), len(prompt)))[-1]
     for i in range(request.n):
         seed = (request.seed + request.sample_index + i) if request.seed is not None else secrets.randbits(31)
         ids, finish, rows = _sample(model, prompt, first, request, seed, budget)
@@ -344,7 +344,7 @@ def _score_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
         prefix = prefix[-room:]
     tokens = prefix + target
     # logits of the response span only: row j predicts target[j], the last row what follows it
-    rows = model.kv.evaluate(tokens, len(prefix) - 1, marks=(_boundary(model, request, prefix), len(prefix)))
+    rows = model.kv.evaluate(tokens, len(prefix) - 1, marks=(*_boundaries(model, request, prefix), len(prefix)))
     logprobs = _token_logprobs(model, rows[-len(target) - 1:], target, request.top_logprobs)
     end = _end_logprob(rows[-1], model.end_of_turn, model.closing_punctuation)
     return ChatResponse(
@@ -355,11 +355,13 @@ def _score_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
     )
 
 
-def _boundary(model: LoadedModel, request: ChatRequest, tokens: list[int]) -> int:
-    """Where the conversation before the last user turn ends in `tokens` (system prompt and
-    demonstrations): a prefix the row's other prompts share, saved for them."""
+def _boundaries(model: LoadedModel, request: ChatRequest, tokens: list[int]) -> list[int]:
+    """Where turns of the conversation before the last user turn end in `tokens`: prefixes
+    other prompts share, saved for them. The last (system prompt and all demonstrations) is
+    shared by the row's other calls; the first two (the system prompt; it and the first
+    demonstration) by other rows' calls, since demonstrations are listed in file order and
+    drawn from a small pool, so many rows open with the same one."""
     messages = request.messages[:-1] if request.mode == "score" else request.messages
-    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=0)
-    if last == 0:
-        return 0
-    return common_prefix(model.prompt_tokens(_as_dicts(messages[:last])), tokens)
+    turns = [i for i, m in enumerate(messages) if m.role == "user" and i > 0]
+    return [common_prefix(model.prompt_tokens(_as_dicts(messages[:i])), tokens)
+            for i in sorted({*turns[:2], *turns[-1:]})]
