@@ -124,6 +124,28 @@ def test_a_row_that_opens_with_another_rows_first_demonstration_starts_from_it(a
 
 @pytest.mark.local
 @pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)
+def test_a_rows_later_calls_evaluate_only_what_their_prompt_does_not_share(adapter: Any) -> None:
+    """After the row's answer, its samples evaluate two tokens and a teacher-forced pass the
+    response and two, even when another row's call ran in between (the engine interleaves rows)."""
+    colds = {}
+    for name in ("samples", "score"):
+        _cold(adapter)
+        colds[name] = asyncio.run(adapter.chat(REQUESTS[name]))
+    kv = _cold(adapter)
+    asyncio.run(adapter.chat(REQUESTS["greedy"]))
+    model = asyncio.run(adapter.load())
+    for name, expected in (("samples", 2), ("score", len(model.text_tokens(ANSWER)) + 2)):
+        asyncio.run(adapter.chat(ChatRequest(messages=[Message(role="user", content="Say something else.")],
+                                             max_tokens=4)))  # another row's call moves the live sequence
+        evaluated = kv.evaluated
+        warm = asyncio.run(adapter.chat(REQUESTS[name]))
+        assert kv.evaluated - evaluated == expected, name
+        assert [c.text for c in warm.choices] == [c.text for c in colds[name].choices]
+        assert _lps(warm) == _lps(colds[name])
+
+
+@pytest.mark.local
+@pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)
 def test_seeded_samples_do_not_depend_on_what_ran_between_them(adapter: Any) -> None:
     request = REQUESTS["samples"]
     _cold(adapter)

@@ -169,7 +169,7 @@ def _generate_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
     choices: list[Choice] = []
     completion_tokens = 0
     # once: every sample starts from these logits
-    first = model.kv.evaluate(prompt, len(prompt) - 1, marks=(*_boundaries(model, request, prompt), len(prompt)))[-1]
+    first = model.kv.evaluate(prompt, len(prompt) - 1, marks=_marks(model, request, prompt))[-1]
     for i in range(request.n):
         seed = (request.seed + request.sample_index + i) if request.seed is not None else secrets.randbits(31)
         ids, finish, rows = _sample(model, prompt, first, request, seed, budget)
@@ -344,7 +344,7 @@ def _score_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
         prefix = prefix[-room:]
     tokens = prefix + target
     # logits of the response span only: row j predicts target[j], the last row what follows it
-    rows = model.kv.evaluate(tokens, len(prefix) - 1, marks=(*_boundaries(model, request, prefix), len(prefix)))
+    rows = model.kv.evaluate(tokens, len(prefix) - 1, marks=_marks(model, request, prefix))
     logprobs = _token_logprobs(model, rows[-len(target) - 1:], target, request.top_logprobs)
     end = _end_logprob(rows[-1], model.end_of_turn, model.closing_punctuation)
     return ChatResponse(
@@ -353,6 +353,15 @@ def _score_unsafe(model: LoadedModel, request: ChatRequest) -> ChatResponse:
         calls=1,
         notes=notes,
     )
+
+
+def _marks(model: LoadedModel, request: ChatRequest, prompt: list[int]) -> list[int]:
+    """Prefixes of `prompt` to keep for later calls: where its turns end (`_boundaries`), and
+    two tokens before its end. The row's other calls with this prompt (samples, teacher-forced
+    passes of the response) start there: the cache backs them off from the end, since a call
+    never evaluates a single token and reads the logits of two positions at least, so a copy
+    of the whole prompt would never be used."""
+    return [*_boundaries(model, request, prompt), len(prompt) - 2]
 
 
 def _boundaries(model: LoadedModel, request: ChatRequest, tokens: list[int]) -> list[int]:
