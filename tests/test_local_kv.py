@@ -146,6 +146,33 @@ def test_a_rows_later_calls_evaluate_only_what_their_prompt_does_not_share(adapt
 
 @pytest.mark.local
 @pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)
+def test_pmis_baseline_starts_from_the_passage_the_rows_answer_evaluated(adapter: Any) -> None:
+    """The baseline prompt is the row's prompt without its question: its pass evaluates only
+    what follows the passage, though another row's call ran in between."""
+    request = REQUESTS["baseline"]
+    _cold(adapter)
+    cold = asyncio.run(adapter.chat(request))
+    kv = _cold(adapter)
+    asyncio.run(adapter.chat(REQUESTS["greedy"]))
+    asyncio.run(adapter.chat(ChatRequest(messages=[Message(role="user", content="Say something else.")],
+                                         max_tokens=4)))
+    model = asyncio.run(adapter.load())
+
+    def tokens(messages: list[Message]) -> list[int]:
+        return list(model.prompt_tokens([{"role": m.role, "content": m.content} for m in messages]))
+
+    baseline = tokens(request.messages[:-1])
+    shared = common_prefix(baseline, tokens(REQUESTS["greedy"].messages))
+    assert shared > len(tokens([SYSTEM, *DEMOS])) + 10  # the passage is shared
+    evaluated = kv.evaluated
+    warm = asyncio.run(adapter.chat(request))
+    assert kv.evaluated - evaluated == len(baseline) - shared + len(model.text_tokens(ANSWER))
+    assert _lps(warm) == _lps(cold)
+    assert warm.choices[0].end_logprob == cold.choices[0].end_logprob
+
+
+@pytest.mark.local
+@pytest.mark.skipif(LLAMA_MISSING, reason=SKIP_REASON)
 def test_seeded_samples_do_not_depend_on_what_ran_between_them(adapter: Any) -> None:
     request = REQUESTS["samples"]
     _cold(adapter)

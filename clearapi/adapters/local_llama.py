@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ from clearapi.records import (
 )
 
 __all__ = ["LOCAL_CAPABILITIES", "LocalLlamaAdapter"]
+
+_PARAGRAPH = re.compile(r"\n\s*\n")
 
 LOCAL_CAPABILITIES = Capabilities(
     logprobs=True, max_top_logprobs=20, n=True, max_n=128, seed=True, score_given_text=True, batch=False
@@ -361,7 +364,21 @@ def _marks(model: LoadedModel, request: ChatRequest, prompt: list[int]) -> list[
     passes of the response) start there: the cache backs them off from the end, since a call
     never evaluates a single token and reads the logits of two positions at least, so a copy
     of the whole prompt would never be used."""
-    return [*_boundaries(model, request, prompt), len(prompt) - 2]
+    return [*_boundaries(model, request, prompt), *_part_breaks(model, request, prompt), len(prompt) - 2]
+
+
+def _part_breaks(model: LoadedModel, request: ChatRequest, tokens: list[int]) -> list[int]:
+    """Where the first and the last paragraph of the last user turn end in `tokens`. A prompt
+    cut there (an instruction without its passage, a passage without its question: the
+    baselines of PMI) shares the prompt up to that point; on a long passage that is most of it."""
+    messages = request.messages[:-1] if request.mode == "score" else request.messages
+    if not messages or messages[-1].role != "user":
+        return []
+    content = messages[-1].content
+    breaks = [m.start() for m in _PARAGRAPH.finditer(content) if content[:m.start()].strip()]
+    head = _as_dicts(messages[:-1])
+    return [common_prefix(model.prompt_tokens([*head, {"role": "user", "content": content[:at]}]), tokens)
+            for at in sorted({*breaks[:1], *breaks[-1:]})]
 
 
 def _boundaries(model: LoadedModel, request: ChatRequest, tokens: list[int]) -> list[int]:
