@@ -44,6 +44,16 @@ def test_clean_only_datasets_lose_few_rows_and_a_large_loss_is_warned_about() ->
     assert sum(d <= 0.08 for d in drops) >= 0.9 * len(drops)
 
 
+def test_a_one_mode_note_names_the_criterion_it_applied(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clearapi.clear import calibrate as module
+
+    conf = _sample(random.Random(3), 200, 1.0, 0.5)
+    cal = calibrate(conf)
+    assert cal.rule == "one-component" and "AIC gain" in cal.note and "BIC" not in cal.note
+    monkeypatch.setattr(module, "PENALTY", None)
+    assert "BIC gain" in calibrate(conf).note
+
+
 @settings(max_examples=25, deadline=None)
 @given(clean_mean=st.floats(-1.0, 2.0), gap=st.floats(3.0, 5.0), share=st.floats(0.1, 0.4),
        sd=st.floats(0.3, 0.6), seed=st.integers(0, 10**6))

@@ -225,13 +225,14 @@ def calibrate(confidences: Iterable[float]) -> Calibration:
     pi, lo, hi = _fit_two(xs, counts, n)
     ll2 = _loglik(xs, counts, [(pi, lo), (1.0 - pi, hi)])
     separation = math.sqrt(2.0) * (hi.mean - lo.mean) / math.sqrt(lo.sd ** 2 + hi.sd ** 2)
-    bic_gain = 2.0 * (ll2 - ll1) - 3.0 * (math.log(n) if PENALTY is None else PENALTY)
-    cut = _crossing(pi, lo, hi) if bic_gain > 0 and separation >= MIN_SEPARATION else None
+    gain = 2.0 * (ll2 - ll1) - 3.0 * (math.log(n) if PENALTY is None else PENALTY)
+    criterion = "BIC" if PENALTY is None else "AIC"
+    cut = _crossing(pi, lo, hi) if gain > 0 and separation >= MIN_SEPARATION else None
     if cut is None:
         z = mean - TAIL_Z * sd
         return Calibration("one-component", min(CEILING, _sigmoid(z)), n, corrupted_share=0.0, clean=(mean, sd),
                            note=(f"the confidences show no separate low mode (separation {separation:.2f}, "
-                                 f"BIC gain {bic_gain:.1f}): read as clean, only the lower tail "
+                                 f"{criterion} gain {gain:.1f}): read as clean, only the lower tail "
                                  f"{TAIL_Z} sd below the mean is cut"))
     note = (f"two-component mixture: {pi:.0%} of rows in a low mode (separation {separation:.2f}); cut where a "
             "row is more likely in it than in the clean one")
