@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -47,8 +46,6 @@ from clearapi.records import (
 )
 
 __all__ = ["LOCAL_CAPABILITIES", "LocalLlamaAdapter"]
-
-_PARAGRAPH = re.compile(r"\n\s*\n")
 
 LOCAL_CAPABILITIES = Capabilities(
     logprobs=True, max_top_logprobs=20, n=True, max_n=128, seed=True, score_given_text=True, batch=False
@@ -363,22 +360,25 @@ def _marks(model: LoadedModel, request: ChatRequest, prompt: list[int]) -> list[
     two tokens before its end. The row's other calls with this prompt (samples, teacher-forced
     passes of the response) start there: the cache backs them off from the end, since a call
     never evaluates a single token and reads the logits of two positions at least, so a copy
-    of the whole prompt would never be used."""
-    return [*_boundaries(model, request, prompt), *_part_breaks(model, request, prompt), len(prompt) - 2]
+    of the whole prompt would never be used. The baseline's end is kept for answers only: a
+    baseline prompt is cut from the answer's prompt, never from another baseline's, and on long
+    passages each copy is megabytes that would push out ones still needed."""
+    baseline = _baseline_end(model, request, prompt) if request.mode == "generate" else []
+    return [*_boundaries(model, request, prompt), *baseline, len(prompt) - 2]
 
 
-def _part_breaks(model: LoadedModel, request: ChatRequest, tokens: list[int]) -> list[int]:
-    """Where the first and the last paragraph of the last user turn end in `tokens`. A prompt
-    cut there (an instruction without its passage, a passage without its question: the
-    baselines of PMI) shares the prompt up to that point; on a long passage that is most of it."""
-    messages = request.messages[:-1] if request.mode == "score" else request.messages
-    if not messages or messages[-1].role != "user":
+def _baseline_end(model: LoadedModel, request: ChatRequest, tokens: list[int]) -> list[int]:
+    """Where PMI's baseline prompt for this prompt (`prompts.baseline_prompt`: the last user turn
+    without its last part) stops sharing `tokens`: an instruction without its passage, a passage
+    without its question. On a long passage that is most of the prompt, and its pass comes later.
+    The method's own rule, not a guess at paragraphs, so no copy is kept that no call will use."""
+    from clearapi.clear.prompts import baseline_prompt
+
+    messages = list(request.messages)
+    cut = baseline_prompt(messages)
+    if len(cut) != len(messages):  # a one-part prompt: its baseline is a neutral prompt
         return []
-    content = messages[-1].content
-    breaks = [m.start() for m in _PARAGRAPH.finditer(content) if content[:m.start()].strip()]
-    head = _as_dicts(messages[:-1])
-    return [common_prefix(model.prompt_tokens([*head, {"role": "user", "content": content[:at]}]), tokens)
-            for at in sorted({*breaks[:1], *breaks[-1:]})]
+    return [common_prefix(model.prompt_tokens(_as_dicts(cut)), tokens)]
 
 
 def _boundaries(model: LoadedModel, request: ChatRequest, tokens: list[int]) -> list[int]:
