@@ -56,6 +56,15 @@ def _cold(adapter: Any) -> Any:
     return model.kv
 
 
+def _tokens(model: Any, messages: list[Message]) -> list[int]:
+    """`messages` under the model's chat template, as the adapter renders a prompt."""
+    return list(model.prompt_tokens([{"role": m.role, "content": m.content} for m in messages]))
+
+
+#: a call of another row, which moves the model's live sequence away from the row under test
+ANOTHER_ROWS_CALL = ChatRequest(messages=[Message(role="user", content="Say something else.")], max_tokens=4)
+
+
 def _lps(response: ChatResponse) -> list[list[float]]:
     return [[t.logprob or 0.0 for t in c.logprobs or []] for c in response.choices]
 
@@ -107,13 +116,9 @@ def test_a_row_that_opens_with_another_rows_first_demonstration_starts_from_it(a
     cold = asyncio.run(adapter.chat(second))
     kv = _cold(adapter)
     asyncio.run(adapter.chat(first))
-    asyncio.run(adapter.chat(ChatRequest(messages=[Message(role="user", content="Say something else.")],
-                                         max_tokens=4)))  # the live sequence moves elsewhere
+    asyncio.run(adapter.chat(ANOTHER_ROWS_CALL))  # the live sequence moves elsewhere
     model = asyncio.run(adapter.load())
-    def tokens(messages: list[Message]) -> list[int]:
-        return list(model.prompt_tokens([{"role": m.role, "content": m.content} for m in messages]))
-
-    shared = common_prefix(tokens([SYSTEM, *DEMOS[:2]]), tokens(second.messages))
+    shared = common_prefix(_tokens(model, [SYSTEM, *DEMOS[:2]]), _tokens(model, second.messages))
     assert shared > 20
     reused = kv.reused
     warm = asyncio.run(adapter.chat(second))
@@ -135,8 +140,7 @@ def test_a_rows_later_calls_evaluate_only_what_their_prompt_does_not_share(adapt
     asyncio.run(adapter.chat(REQUESTS["greedy"]))
     model = asyncio.run(adapter.load())
     for name, expected in (("samples", 2), ("score", len(model.text_tokens(ANSWER)) + 2)):
-        asyncio.run(adapter.chat(ChatRequest(messages=[Message(role="user", content="Say something else.")],
-                                             max_tokens=4)))  # another row's call moves the live sequence
+        asyncio.run(adapter.chat(ANOTHER_ROWS_CALL))  # another row's call moves the live sequence
         evaluated = kv.evaluated
         warm = asyncio.run(adapter.chat(REQUESTS[name]))
         assert kv.evaluated - evaluated == expected, name
@@ -154,16 +158,12 @@ def test_pmis_baseline_starts_from_the_passage_the_rows_answer_evaluated(adapter
     cold = asyncio.run(adapter.chat(request))
     kv = _cold(adapter)
     asyncio.run(adapter.chat(REQUESTS["greedy"]))
-    asyncio.run(adapter.chat(ChatRequest(messages=[Message(role="user", content="Say something else.")],
-                                         max_tokens=4)))
+    asyncio.run(adapter.chat(ANOTHER_ROWS_CALL))
     model = asyncio.run(adapter.load())
 
-    def tokens(messages: list[Message]) -> list[int]:
-        return list(model.prompt_tokens([{"role": m.role, "content": m.content} for m in messages]))
-
-    baseline = tokens(request.messages[:-1])
-    shared = common_prefix(baseline, tokens(REQUESTS["greedy"].messages))
-    assert shared > len(tokens([SYSTEM, *DEMOS])) + 10  # the passage is shared
+    baseline = _tokens(model, request.messages[:-1])
+    shared = common_prefix(baseline, _tokens(model, REQUESTS["greedy"].messages))
+    assert shared > len(_tokens(model, [SYSTEM, *DEMOS])) + 10  # the passage is shared
     evaluated = kv.evaluated
     warm = asyncio.run(adapter.chat(request))
     assert kv.evaluated - evaluated == len(baseline) - shared + len(model.text_tokens(ANSWER))
